@@ -1,0 +1,181 @@
+"""The run configuration, validated by pydantic: unknown keys and bad values are errors naming the key.
+
+The defaults are the embedded default job: digits, 20 clients, Dirichlet(0.5) label skew, the small CNN,
+FedAvg, every client every round, next to a centralized baseline.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from fl_core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSection(_Section):
+    name: str = "default"
+    seed: int = Field(0, ge=0)
+    rounds: PositiveInt = 30
+    threads: PositiveInt = 1
+
+
+class DataSection(_Section):
+    dataset: Literal["digits", "breast_cancer", "diabetes"] = "digits"
+    num_clients: PositiveInt = 20
+    partition: Literal["iid", "dirichlet", "shards", "quantity", "natural"] = "dirichlet"
+    alpha: PositiveFloat = 0.5
+    shards_per_client: PositiveInt = 2
+    quantity_sigma: PositiveFloat = 1.0
+    min_size: PositiveInt = 2
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class ModelSection(_Section):
+    name: Literal["logreg", "linear", "mlp", "cnn", "resnet", "conv1d", "gru"] = "cnn"
+
+
+class TrainSection(_Section):
+    local_epochs: PositiveInt = 2
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 0.05
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class StrategySection(_Section):
+    name: Literal["fedavg", "fedprox", "fedadam", "fedyogi"] = "fedavg"
+    server_lr: PositiveFloat | None = None
+    proximal_mu: float = Field(0.01, ge=0.0)
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.99, ge=0.0, lt=1.0)
+    tau: PositiveFloat = 1e-3
+
+
+class SamplingSection(_Section):
+    mode: Literal["fixed", "poisson"] = "fixed"
+    clients_per_round: PositiveInt | None = None
+    rate: float = Field(0.5, gt=0.0, le=1.0)
+    dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    deadline_s: PositiveFloat | None = None
+    straggler_sigma: float = Field(0.0, ge=0.0)
+
+
+class CentralizedSection(_Section):
+    enabled: bool = True
+
+
+class RunConfig(_Section):
+    """The whole experiment; `privagg run` prints it resolved and saves it as config.toml."""
+
+    run: RunSection = RunSection()
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    strategy: StrategySection = StrategySection()
+    sampling: SamplingSection = SamplingSection()
+    centralized: CentralizedSection = CentralizedSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        m = self.sampling.clients_per_round
+        if m is not None and m > self.data.num_clients:
+            raise ValueError(
+                f"sampling.clients_per_round={m} exceeds data.num_clients={self.data.num_clients}"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Resolved config as plain data, with None values dropped (TOML has no null)."""
+        return _drop_none(self.model_dump(mode="json"))
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {loc!r}"
+    got = first.get("input")
+    where = f"config key {loc!r}: " if loc else "config: "
+    if isinstance(got, dict | list) or got is None:
+        return f"{where}{msg}"
+    return f"{where}{msg} (got {got!r})"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value); the value is read as TOML (numbers, booleans, quoted strings)
+    and falls back to a bare string."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise ConfigError(f"--set has an empty key part in {item!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Validate a config dict plus `key=value` overrides; raises ConfigError with a one-line message."""
+    merged: dict[str, Any] = _deep_copy(data or {})
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = merged
+        for part in path[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML file (or nothing: the default job) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+    return build_config(data, overrides)
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    return obj

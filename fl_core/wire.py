@@ -1,0 +1,114 @@
+"""Canonical byte encoding of the plaintext FL messages, so communication is counted from real bytes.
+
+Layout (little-endian): magic (4 bytes), version (u8), header fields, a float32 array with an explicit
+length, then a JSON object (UTF-8, sorted keys) with an explicit length. Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from fl_core.errors import UpdateRejectedError
+from fl_core.types import ClientUpdate, ModelVector, RoundConfig
+
+VERSION = 1
+_GLOBAL = b"PAGM"
+_UPDATE = b"PAGU"
+_GLOBAL_HDR = struct.Struct("<4sBII")  # magic, version, round, n_params
+_UPDATE_HDR = struct.Struct("<4sBIIQI")  # magic, version, round, client_id, num_examples, n_params
+_LEN = struct.Struct("<I")
+
+
+def _json_bytes(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _floats(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype="<f4").tobytes()
+
+
+def encode_global(weights: ModelVector, config: RoundConfig) -> bytes:
+    """Server -> client: the global model and the round's config."""
+    body = _json_bytes(asdict(config) | {"extra": dict(config.extra)})
+    return (
+        _GLOBAL_HDR.pack(_GLOBAL, VERSION, config.round, weights.size)
+        + _floats(weights)
+        + _LEN.pack(len(body))
+        + body
+    )
+
+
+def decode_global(data: bytes) -> tuple[ModelVector, RoundConfig]:
+    """Inverse of `encode_global`; raises UpdateRejectedError on any malformed input."""
+    try:
+        magic, version, rnd, n = _GLOBAL_HDR.unpack_from(data, 0)
+        if magic != _GLOBAL or version != VERSION:
+            raise UpdateRejectedError(f"not a v{VERSION} global-model message (magic={magic!r}, v={version})")
+        off = _GLOBAL_HDR.size
+        weights = np.frombuffer(data, dtype="<f4", count=n, offset=off).astype(np.float32)
+        off += 4 * n
+        (blen,) = _LEN.unpack_from(data, off)
+        off += _LEN.size
+        if off + blen != len(data):
+            raise UpdateRejectedError(f"global-model message length mismatch: {len(data)} bytes")
+        cfg = json.loads(data[off:].decode())
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise UpdateRejectedError(f"malformed global-model message: {exc}") from None
+    return weights, RoundConfig(**cfg)
+
+
+def encode_update(update: ClientUpdate, round_: int) -> bytes:
+    """Client -> server: the model delta, example count and training metrics (plaintext path)."""
+    body = _json_bytes(
+        {"metrics": {k: float(v) for k, v in update.metrics.items()}, "compute_s": update.compute_s}
+    )
+    return (
+        _UPDATE_HDR.pack(_UPDATE, VERSION, round_, update.client_id, update.num_examples, update.delta.size)
+        + _floats(update.delta)
+        + _LEN.pack(len(body))
+        + body
+    )
+
+
+def decode_update(data: bytes, *, expected_round: int, expected_size: int) -> ClientUpdate:
+    """Inverse of `encode_update`, validating round, length and finiteness before anything is averaged."""
+    try:
+        magic, version, rnd, cid, n_ex, n = _UPDATE_HDR.unpack_from(data, 0)
+        if magic != _UPDATE or version != VERSION:
+            raise UpdateRejectedError(f"not a v{VERSION} update message (magic={magic!r}, v={version})")
+        off = _UPDATE_HDR.size
+        if 4 * n + off + _LEN.size > len(data):
+            raise UpdateRejectedError(f"update message truncated: {len(data)} bytes for {n} parameters")
+        delta = np.frombuffer(data, dtype="<f4", count=n, offset=off).astype(np.float32)
+        off += 4 * n
+        (blen,) = _LEN.unpack_from(data, off)
+        off += _LEN.size
+        if off + blen != len(data):
+            raise UpdateRejectedError(f"update message length mismatch: {len(data)} bytes")
+        body = json.loads(data[off:].decode())
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise UpdateRejectedError(f"malformed update message: {exc}") from None
+    if rnd != expected_round:
+        raise UpdateRejectedError(f"client {cid}: update for round {rnd}, expected round {expected_round}")
+    update = ClientUpdate(cid, delta, n_ex, body.get("metrics", {}), float(body.get("compute_s", 0.0)))
+    validate_update(update, expected_size)
+    return update
+
+
+def validate_update(update: ClientUpdate, expected_size: int) -> None:
+    """Reject an update that must not be averaged in: wrong length, NaN/Inf, or no examples."""
+    if update.delta.ndim != 1 or update.delta.size != expected_size:
+        raise UpdateRejectedError(
+            f"client {update.client_id}: update has {update.delta.size} values, expected {expected_size}"
+        )
+    if update.num_examples < 1:
+        raise UpdateRejectedError(f"client {update.client_id}: num_examples={update.num_examples} (< 1)")
+    if not np.all(np.isfinite(update.delta)):
+        bad = int(np.count_nonzero(~np.isfinite(update.delta)))
+        raise UpdateRejectedError(f"client {update.client_id}: update has {bad} non-finite values")

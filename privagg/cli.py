@@ -1,0 +1,110 @@
+"""`privagg` command line: run an experiment (budget, audit and report commands join as they land)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import tomli_w
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fl_core.config import RunConfig, load_config
+from fl_core.experiment import run_experiment
+from fl_core.rundir import RunDirectory
+from fl_core.types import RoundRecord
+from privagg.errors import USER_ERRORS
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Privacy-preserving federated learning.")
+err_console = Console(stderr=True)
+
+
+def _round_line(rec: RoundRecord) -> str:
+    metric = " ".join(f"{k}={v:.4f}" for k, v in rec.test.items())
+    return (
+        f"round {rec.round:>3}  clients {rec.completed}/{rec.sampled} (dropped {rec.dropped}, rejected "
+        f"{rec.rejected})  train_loss={rec.train_loss:.4f}  {metric}  up={rec.bytes_up / 1e3:.1f}kB "
+        f"down={rec.bytes_down / 1e3:.1f}kB"
+    )
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Argument(help="TOML config; omit for the default job.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override: section.key=value.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default runs/NAME-TIME).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-round lines.")] = False,
+) -> None:
+    """Run one experiment and write its run folder."""
+    console = Console()
+    cfg: RunConfig = load_config(config, set_ or [])
+    resolved = cfg.to_dict()
+    console.rule("[bold]privagg run: resolved config")
+    console.print(tomli_w.dumps(resolved), markup=False, highlight=False)
+    folder = out or Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    rundir = RunDirectory(folder, overwrite=overwrite)
+    rundir.create()
+    rundir.write_config(resolved)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            fl_task = progress.add_task("federated rounds", total=cfg.run.rounds)
+            cen_task = None
+
+            def on_round(rec: RoundRecord) -> None:
+                rundir.append_round(rec)
+                if not quiet:
+                    progress.console.print(_round_line(rec), markup=False, highlight=False)
+                progress.advance(fl_task)
+
+            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                nonlocal cen_task
+                if cen_task is None:
+                    cen_task = progress.add_task("centralized baseline", total=None)
+                progress.advance(cen_task)
+
+            result = run_experiment(cfg, on_round=on_round, on_centralized_epoch=on_epoch)
+        summary = result.summary()
+        path = rundir.finish(summary)
+    except BaseException as exc:
+        kept = rundir.fail(exc)
+        err_console.print(f"run incomplete; what it produced is in {kept}", markup=False)
+        raise
+    key = summary["primary_metric"]
+    line = f"done: FL {key}={summary['fl'][key]:.4f}"
+    if summary.get("centralized"):
+        line += f"  centralized {key}={summary['centralized'][key]:.4f}"
+        line += f"  rounds to 95% of centralized: {summary['rounds_to_95pct_centralized']}"
+    console.print(line, markup=False, highlight=False)
+    console.print(f"run folder: {path}", markup=False, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: privagg's typed errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except USER_ERRORS as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted", markup=False)
+        return 130
+    except Exception as exc:  # click usage errors carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        if code is not None and hasattr(exc, "show"):
+            exc.show()
+            return int(code)
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
