@@ -1,0 +1,500 @@
+"""The privacy ledger: events with labels/round ids; epsilon by PLD (reported) and RDP (cross-check).
+
+PLD (Koskela et al. 2020, dp_accounting) is the number privagg reports; RDP (Mironov 2017) is the
+cross-check and the fallback for events PLD cannot compose (fixed cohorts without replacement,
+zCDP events of the discrete mechanism). Identical events are grouped into one SelfComposedDpEvent
+before composing, so 10,000 rounds cost one FFT self-composition, not 10,000 convolutions.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import attr
+import dp_accounting as dpa
+from dp_accounting import dp_event as _dp_event
+from dp_accounting.pld import pld_privacy_accountant as _pld
+from dp_accounting.pld import privacy_loss_distribution as _PLD
+from dp_accounting.rdp import rdp_privacy_accountant as _rdp
+
+from dp import events as _events
+from dp._checks import check_count, check_delta, check_epsilon, check_positive, check_rate
+from dp.errors import BudgetExceededError, InvalidPrivacyParameterError
+
+Method = Literal["pld", "rdp", "auto"]
+#: PLD grid: dp_accounting's own default; within 0.01% of a 1e-5 grid at epsilon ~ 1-10 (see docs/dp.md).
+DEFAULT_PLD_DISCRETIZATION = 1e-4
+_JSON_VERSION = 1
+
+
+class Neighbouring(str, enum.Enum):
+    """Neighbouring relation: add/remove one record (Poisson sampling) or replace one (fixed cohorts)."""
+
+    ADD_OR_REMOVE = "add_or_remove"
+    REPLACE = "replace"
+
+    def to_dpa(self) -> dpa.NeighboringRelation:
+        if self is Neighbouring.ADD_OR_REMOVE:
+            return dpa.NeighboringRelation.ADD_OR_REMOVE_ONE
+        return dpa.NeighboringRelation.REPLACE_ONE
+
+
+# ---------------------------------------------------------------- event <-> JSON (no pickle)
+
+
+def event_to_dict(event: dpa.DpEvent) -> dict[str, Any]:
+    """A DpEvent as plain JSON data: {"type": class name, fields...}, nested events recursively."""
+    if not isinstance(event, dpa.DpEvent) or not attr.has(type(event)):
+        raise InvalidPrivacyParameterError(f"event must be a dp_accounting DpEvent, found {event!r}")
+    out: dict[str, Any] = {"type": type(event).__name__}
+    for field in attr.fields(type(event)):
+        value = getattr(event, field.name)
+        if isinstance(value, dpa.DpEvent):
+            value = event_to_dict(value)
+        elif isinstance(value, list | tuple):
+            value = [event_to_dict(v) if isinstance(v, dpa.DpEvent) else v for v in value]
+        out[field.name] = value
+    return out
+
+
+def event_from_dict(data: dict[str, Any]) -> dpa.DpEvent:
+    """Inverse of event_to_dict; only classes defined in dp_accounting.dp_event are accepted."""
+    name = data.get("type") if isinstance(data, dict) else None
+    cls = getattr(_dp_event, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, dpa.DpEvent) and attr.has(cls)):
+        raise InvalidPrivacyParameterError(f"unknown DpEvent type in ledger JSON: {name!r}")
+    kwargs: dict[str, Any] = {}
+    for field in attr.fields(cls):
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if isinstance(value, dict) and "type" in value:
+            value = event_from_dict(value)
+        elif isinstance(value, list):
+            value = [event_from_dict(v) if isinstance(v, dict) and "type" in v else v for v in value]
+        kwargs[field.name] = value
+    return cls(**kwargs)
+
+
+def _event_key(event: dpa.DpEvent) -> str:
+    return json.dumps(event_to_dict(event), sort_keys=True)
+
+
+# ---------------------------------------------------------------- the pure computation (cached)
+
+
+def _compose(
+    groups: tuple[tuple[str, int], ...], method: str, relation: Neighbouring, discretization: float
+) -> dpa.PrivacyAccountant:
+    if method == "pld":
+        acc: dpa.PrivacyAccountant = _pld.PLDAccountant(relation.to_dpa(), discretization)
+    else:
+        acc = _rdp.RdpAccountant(neighboring_relation=relation.to_dpa())
+    for key, count in groups:
+        acc.compose(event_from_dict(json.loads(key)), count)
+    return acc
+
+
+def _supports(groups: tuple[tuple[str, int], ...], method: str, relation: Neighbouring) -> bool:
+    acc = (
+        _pld.PLDAccountant(relation.to_dpa())
+        if method == "pld"
+        else _rdp.RdpAccountant(neighboring_relation=relation.to_dpa())
+    )
+    return all(acc.supports(event_from_dict(json.loads(k))) for k, _ in groups)
+
+
+@functools.lru_cache(maxsize=64)
+def _base_pld(key: str, relation: Neighbouring, discretization: float) -> _PLD.PrivacyLossDistribution:
+    """PLD of one Poisson-sampled Gaussian (the costly part, ~0.3 s): built once per event and reused."""
+    ev = event_from_dict(json.loads(key))
+    return _PLD.from_gaussian_mechanism(
+        standard_deviation=ev.event.noise_multiplier,
+        value_discretization_interval=discretization,
+        sampling_prob=ev.sampling_probability,
+        neighboring_relation=relation.to_dpa(),
+    )
+
+
+def _is_sampled_gaussian(key: str) -> bool:
+    ev = event_from_dict(json.loads(key))
+    return (
+        isinstance(ev, dpa.PoissonSampledDpEvent)
+        and isinstance(ev.event, dpa.GaussianDpEvent)
+        and 0 < ev.sampling_probability
+        and ev.event.noise_multiplier > 0
+    )
+
+
+class _ComposedPLD:
+    """Adapter giving a composed PLD the accountant interface (get_epsilon / get_delta)."""
+
+    def __init__(self, pld: _PLD.PrivacyLossDistribution) -> None:
+        self._pld = pld
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return self._pld.get_epsilon_for_delta(target_delta)
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return self._pld.get_delta_for_epsilon(target_epsilon)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_accountant(
+    groups: tuple[tuple[str, int], ...], method: str, relation: Neighbouring, discretization: float
+) -> dpa.PrivacyAccountant | _ComposedPLD:
+    """Same numbers as dp_accounting's PLDAccountant, but the base PLD of each event is cached."""
+    if method == "pld" and all(_is_sampled_gaussian(k) for k, _ in groups):
+        pld = None
+        for key, count in groups:
+            part = _base_pld(key, relation, discretization).self_compose(count)
+            pld = part if pld is None else pld.compose(part)
+        return _ComposedPLD(pld)
+    return _compose(groups, method, relation, discretization)
+
+
+def _resolve(groups: tuple[tuple[str, int], ...], method: Method, relation: Neighbouring) -> str:
+    if method not in ("pld", "rdp", "auto"):
+        raise InvalidPrivacyParameterError(f"method must be 'pld', 'rdp' or 'auto', found {method!r}")
+    if method == "auto":
+        return "pld" if _supports(groups, "pld", relation) else "rdp"
+    if not _supports(groups, method, relation):
+        raise InvalidPrivacyParameterError(
+            f"method={method!r} cannot compose this ledger under {relation.value} neighbours "
+            f"(events: {[json.loads(k)['type'] for k, _ in groups]}); use method='auto'"
+        )
+    return method
+
+
+def _epsilon(groups, delta: float, method: Method, relation: Neighbouring, discretization: float) -> float:
+    if not groups:
+        return 0.0
+    m = _resolve(groups, method, relation)
+    return float(_cached_accountant(groups, m, relation, discretization).get_epsilon(delta))
+
+
+def _delta(groups, epsilon: float, method: Method, relation: Neighbouring, discretization: float) -> float:
+    if not groups:
+        return 0.0
+    m = _resolve(groups, method, relation)
+    return float(_cached_accountant(groups, m, relation, discretization).get_delta(epsilon))
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One committed charge: the event, how many times it ran, and where it came from."""
+
+    event: dpa.DpEvent
+    count: int = 1
+    label: str = ""
+    round_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": event_to_dict(self.event),
+            "count": self.count,
+            "label": self.label,
+            "round_id": self.round_id,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> LedgerEntry:
+        return LedgerEntry(
+            event=event_from_dict(data["event"]),
+            count=int(data["count"]),
+            label=str(data.get("label", "")),
+            round_id=data.get("round_id"),
+        )
+
+
+@dataclass(frozen=True)
+class PrivacyReport:
+    """epsilon at delta by both accountants; `epsilon` is the reported one (PLD unless unsupported)."""
+
+    delta: float
+    epsilon: float
+    method: str
+    epsilon_pld: float | None
+    epsilon_rdp: float | None
+
+
+class PrivacyAccountant:
+    """Ledger of DpEvents with two-phase charging and an optional hard budget.
+
+    Use: `if acc.can_spend(ev): run round; acc.commit(ev, round_id=r)`. A round that fails is simply
+    not committed. With max_epsilon set, commit() raises BudgetExceededError instead of overspending.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_epsilon: float | None = None,
+        delta: float | None = None,
+        neighbouring: Neighbouring | str = Neighbouring.ADD_OR_REMOVE,
+        pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
+    ) -> None:
+        if max_epsilon is not None:
+            check_epsilon(max_epsilon, "max_epsilon")
+            if delta is None:
+                raise InvalidPrivacyParameterError(f"max_epsilon={max_epsilon!r} needs a delta, found None")
+        self.max_epsilon = None if max_epsilon is None else float(max_epsilon)
+        self.delta = None if delta is None else check_delta(delta)
+        try:
+            self.neighbouring = Neighbouring(neighbouring)
+        except ValueError as err:
+            raise InvalidPrivacyParameterError(
+                f"neighbouring must be 'add_or_remove' or 'replace', found {neighbouring!r}"
+            ) from err
+        self.pld_discretization = check_positive("pld_discretization", pld_discretization)
+        self._entries: list[LedgerEntry] = []
+
+    # -- ledger
+    @property
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        return tuple(self._entries)
+
+    def _groups(self, extra: tuple[dpa.DpEvent, int] | None = None) -> tuple[tuple[str, int], ...]:
+        counts: Counter[str] = Counter()
+        for e in self._entries:
+            counts[_event_key(e.event)] += e.count
+        if extra is not None:
+            counts[_event_key(extra[0])] += extra[1]
+        return tuple(sorted(counts.items()))
+
+    def _delta_or_default(self, delta: float | None) -> float:
+        if delta is None:
+            if self.delta is None:
+                raise InvalidPrivacyParameterError(
+                    "delta must be given (the accountant has none), found None"
+                )
+            return self.delta
+        return check_delta(delta)
+
+    # -- queries
+    def epsilon(self, delta: float | None = None, *, method: Method = "auto") -> float:
+        """epsilon(delta) of everything committed; method 'auto' = PLD when it supports every event."""
+        d = self._delta_or_default(delta)
+        return _epsilon(self._groups(), d, method, self.neighbouring, self.pld_discretization)
+
+    def delta_for(self, epsilon: float, *, method: Method = "auto") -> float:
+        """delta(epsilon) of everything committed."""
+        eps = check_epsilon(epsilon)
+        return _delta(self._groups(), eps, method, self.neighbouring, self.pld_discretization)
+
+    def report(self, delta: float | None = None) -> PrivacyReport:
+        """Both accountants side by side; PLD is reported, RDP is the cross-check (RDP >= PLD)."""
+        d = self._delta_or_default(delta)
+        g = self._groups()
+        rel, disc = self.neighbouring, self.pld_discretization
+        pld = _epsilon(g, d, "pld", rel, disc) if not g or _supports(g, "pld", rel) else None
+        rdp = _epsilon(g, d, "rdp", rel, disc) if not g or _supports(g, "rdp", rel) else None
+        method = "pld" if pld is not None else "rdp"
+        eps = pld if pld is not None else rdp
+        if eps is None:
+            raise InvalidPrivacyParameterError(f"no accountant can compose this ledger: {self._groups()}")
+        return PrivacyReport(delta=d, epsilon=eps, method=method, epsilon_pld=pld, epsilon_rdp=rdp)
+
+    def projected_epsilon(
+        self, event: dpa.DpEvent, delta: float | None = None, *, count: int = 1, method: Method = "auto"
+    ) -> float:
+        """epsilon if `event` were committed `count` more times (nothing is charged)."""
+        d = self._delta_or_default(delta)
+        c = check_count("count", count)
+        g = self._groups((event, c))
+        return _epsilon(g, d, method, self.neighbouring, self.pld_discretization)
+
+    def can_spend(
+        self,
+        event: dpa.DpEvent,
+        max_epsilon: float | None = None,
+        delta: float | None = None,
+        *,
+        count: int = 1,
+    ) -> bool:
+        """Phase one: would committing `event` keep epsilon <= max_epsilon? Charges nothing."""
+        cap = self.max_epsilon if max_epsilon is None else check_epsilon(max_epsilon, "max_epsilon")
+        if cap is None:
+            raise InvalidPrivacyParameterError(
+                "can_spend needs max_epsilon (argument or accountant), found None"
+            )
+        return self.projected_epsilon(event, delta, count=count) <= cap
+
+    def commit(
+        self, event: dpa.DpEvent, *, label: str = "", round_id: int | None = None, count: int = 1
+    ) -> LedgerEntry:
+        """Phase two: record the event. Raises BudgetExceededError (ledger unchanged) past max_epsilon."""
+        entry = LedgerEntry(event=event, count=check_count("count", count), label=label, round_id=round_id)
+        event_to_dict(event)  # rejects non-DpEvents before anything is recorded
+        if self.max_epsilon is not None:
+            projected = self.projected_epsilon(event, count=entry.count)
+            if projected > self.max_epsilon:
+                raise BudgetExceededError(
+                    f"committing {label or type(event).__name__} (round {round_id}) would bring epsilon to "
+                    f"{projected:.4f} > max_epsilon={self.max_epsilon} at delta={self.delta}"
+                )
+        self._entries.append(entry)
+        return entry
+
+    # -- persistence
+    def to_json(self) -> str:
+        """The whole state as canonical JSON (floats round-trip exactly)."""
+        return json.dumps(
+            {
+                "version": _JSON_VERSION,
+                "max_epsilon": self.max_epsilon,
+                "delta": self.delta,
+                "neighbouring": self.neighbouring.value,
+                "pld_discretization": self.pld_discretization,
+                "entries": [e.to_dict() for e in self._entries],
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> PrivacyAccountant:
+        """Rebuild an accountant saved by to_json (e.g. from a checkpoint)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InvalidPrivacyParameterError(f"accountant JSON does not parse: {err}") from err
+        if not isinstance(data, dict) or data.get("version") != _JSON_VERSION:
+            found = data.get("version") if isinstance(data, dict) else data
+            raise InvalidPrivacyParameterError(
+                f"accountant JSON version must be {_JSON_VERSION}, found {found!r}"
+            )
+        acc = cls(
+            max_epsilon=data["max_epsilon"],
+            delta=data["delta"],
+            neighbouring=data["neighbouring"],
+            pld_discretization=data["pld_discretization"],
+        )
+        acc._entries = [LedgerEntry.from_dict(e) for e in data["entries"]]
+        return acc
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PrivacyAccountant) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ClientLedgers:
+    """Per-client accountants for sample-level DP (each client's local DP-SGD is its own ledger)."""
+
+    def __init__(self, *, delta: float, pld_discretization: float = DEFAULT_PLD_DISCRETIZATION) -> None:
+        self.delta = check_delta(delta)
+        self.pld_discretization = check_positive("pld_discretization", pld_discretization)
+        self._ledgers: dict[str, PrivacyAccountant] = {}
+
+    def ledger(self, client_id: str) -> PrivacyAccountant:
+        """The client's accountant (created empty on first use)."""
+        key = str(client_id)
+        if key not in self._ledgers:
+            self._ledgers[key] = PrivacyAccountant(
+                delta=self.delta, pld_discretization=self.pld_discretization
+            )
+        return self._ledgers[key]
+
+    def commit(
+        self, client_id: str, event: dpa.DpEvent, *, label: str = "", round_id: int | None = None
+    ) -> None:
+        self.ledger(client_id).commit(event, label=label, round_id=round_id)
+
+    def epsilon(self, client_id: str) -> float:
+        return self.ledger(client_id).epsilon()
+
+    def epsilons(self) -> dict[str, float]:
+        """epsilon per client (identical ledgers share one cached computation)."""
+        return {cid: acc.epsilon() for cid, acc in sorted(self._ledgers.items())}
+
+    def max_epsilon(self) -> float:
+        """The worst client's epsilon: the sample-level guarantee of the whole run."""
+        return max(self.epsilons().values(), default=0.0)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": _JSON_VERSION,
+                "delta": self.delta,
+                "pld_discretization": self.pld_discretization,
+                "clients": {cid: json.loads(acc.to_json()) for cid, acc in sorted(self._ledgers.items())},
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ClientLedgers:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != _JSON_VERSION:
+            raise InvalidPrivacyParameterError(f"client ledgers JSON version must be {_JSON_VERSION}")
+        out = cls(delta=data["delta"], pld_discretization=data["pld_discretization"])
+        out._ledgers = {cid: PrivacyAccountant.from_json(json.dumps(v)) for cid, v in data["clients"].items()}
+        return out
+
+
+# ---------------------------------------------------------------- plain functions for the CLI
+
+
+def epsilon_for(
+    noise_multiplier: float,
+    sampling_rate: float,
+    rounds: int,
+    delta: float,
+    *,
+    method: Literal["pld", "rdp"] = "pld",
+    pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
+) -> float:
+    """epsilon after `rounds` Poisson-sampled Gaussian rounds (z, q) at delta."""
+    ev = _events.poisson_round(noise_multiplier, sampling_rate)
+    n = check_count("rounds", rounds)
+    d = check_delta(delta)
+    return _epsilon(((_event_key(ev), n),), d, method, Neighbouring.ADD_OR_REMOVE, pld_discretization)
+
+
+def delta_for(
+    noise_multiplier: float,
+    sampling_rate: float,
+    rounds: int,
+    epsilon: float,
+    *,
+    method: Literal["pld", "rdp"] = "pld",
+    pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
+) -> float:
+    """delta after `rounds` Poisson-sampled Gaussian rounds (z, q) at epsilon."""
+    ev = _events.poisson_round(noise_multiplier, sampling_rate)
+    n = check_count("rounds", rounds)
+    eps = check_epsilon(epsilon)
+    return _delta(((_event_key(ev), n),), eps, method, Neighbouring.ADD_OR_REMOVE, pld_discretization)
+
+
+def rounds_within(
+    noise_multiplier: float,
+    sampling_rate: float,
+    max_epsilon: float,
+    delta: float,
+    *,
+    max_rounds: int = 100_000,
+) -> int:
+    """Largest number of rounds whose PLD epsilon stays <= max_epsilon (0 if even one round exceeds it)."""
+    check_rate("sampling_rate", sampling_rate)
+    cap = check_epsilon(max_epsilon, "max_epsilon")
+    hi = check_count("max_rounds", max_rounds)
+    if epsilon_for(noise_multiplier, sampling_rate, 1, delta) > cap:
+        return 0
+    lo = 1
+    if epsilon_for(noise_multiplier, sampling_rate, hi, delta) <= cap:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if epsilon_for(noise_multiplier, sampling_rate, mid, delta) <= cap:
+            lo = mid
+        else:
+            hi = mid
+    return lo

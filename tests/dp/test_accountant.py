@@ -1,0 +1,195 @@
+"""Known answers and invariants for dp.events and dp.accountant."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import dp_accounting as dpa
+import pytest
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.rdp import rdp_privacy_accountant
+from opacus.accountants import PRVAccountant
+from opacus.accountants.analysis import rdp as opacus_rdp
+
+from dp import events as E
+from dp.accountant import (
+    ClientLedgers,
+    PrivacyAccountant,
+    delta_for,
+    epsilon_for,
+    event_from_dict,
+    event_to_dict,
+    rounds_within,
+)
+from dp.errors import BudgetExceededError, DeltaWarning, InvalidPrivacyParameterError
+
+
+def test_known_answer_dp_accounting_pld_test_vector() -> None:
+    # dp_accounting pld_privacy_accountant_test.test_self_composed_subsampled_gaussian:
+    # q=0.2, z=0.5, 3 steps -> delta(eps=1) = 0.15594 (+-1e-3).
+    assert delta_for(0.5, 0.2, 3, 1.0) == pytest.approx(0.15594, abs=1e-3)
+    assert epsilon_for(0.5, 0.2, 3, 0.15594) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_known_answer_abadi_2016_moments_accountant() -> None:
+    # Abadi et al. CCS 2016, Sec. 3.1: q=0.01, sigma=4, delta=1e-5, T=10,000 steps gives eps ~= 1.26 by the
+    # moments accountant (integer orders). RDP with fractional orders is at most that; PLD is tighter still.
+    rdp = epsilon_for(4.0, 0.01, 10_000, 1e-5, method="rdp")
+    pld = epsilon_for(4.0, 0.01, 10_000, 1e-5, method="pld")
+    assert 0.9 < rdp <= 1.26
+    assert 0.85 < pld < rdp
+
+
+def test_rdp_matches_opacus_independent_implementation() -> None:
+    # Opacus' own RDP analysis (independent code) on the same orders as dp_accounting's default set.
+    q, z, steps, delta = 0.01, 1.1, 3000, 1e-5
+    orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512]
+    rdp = opacus_rdp.compute_rdp(q=q, noise_multiplier=z, steps=steps, orders=orders)
+    eps_opacus, _ = opacus_rdp.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)
+    ours = epsilon_for(z, q, steps, delta, method="rdp")
+    assert ours == pytest.approx(eps_opacus, rel=0.02)
+
+
+def test_pld_matches_opacus_prv_accountant() -> None:
+    # Gopi et al. 2021 PRV accountant (Opacus' implementation) and PLD agree closely.
+    q, z, steps, delta = 0.02, 1.0, 500, 1e-5
+    prv = PRVAccountant()
+    prv.history = [(z, q, steps)]
+    eps_prv = prv.get_epsilon(delta=delta, eps_error=0.01)
+    assert epsilon_for(z, q, steps, delta) == pytest.approx(eps_prv, rel=0.01)
+
+
+@pytest.mark.parametrize("z,q,n", [(0.8, 0.05, 50), (1.0, 0.01, 1000), (2.0, 1.0, 10), (1.2, 0.3, 7)])
+def test_pld_not_above_rdp(z: float, q: float, n: int) -> None:
+    assert epsilon_for(z, q, n, 1e-5) <= epsilon_for(z, q, n, 1e-5, method="rdp")
+
+
+def test_accountant_equals_dp_accounting_pld_for_mixed_ledger() -> None:
+    acc = PrivacyAccountant(delta=1e-6)
+    a, b = E.poisson_round(1.0, 0.05), E.poisson_round(1.5, 0.1)
+    for r in range(4):
+        acc.commit(a, round_id=r)
+    acc.commit(b, round_id=4, count=3)
+    ref = pld_privacy_accountant.PLDAccountant()
+    ref.compose(a, 4).compose(b, 3)
+    assert acc.epsilon() == pytest.approx(ref.get_epsilon(1e-6), rel=1e-6)
+    assert acc.report().method == "pld"
+
+
+def test_two_phase_can_spend_costs_nothing() -> None:
+    acc = PrivacyAccountant(max_epsilon=2.0, delta=1e-5)
+    ev = E.poisson_round(1.0, 0.1)
+    acc.commit(ev, round_id=0)
+    before = acc.epsilon()
+    for _ in range(5):
+        assert acc.can_spend(ev)
+    assert acc.epsilon() == before
+    assert len(acc.entries) == 1
+
+
+def test_budget_stop_at_right_round() -> None:
+    z, q, cap, delta = 1.0, 0.1, 2.0, 1e-5
+    last_ok = rounds_within(z, q, cap, delta, max_rounds=200)
+    assert epsilon_for(z, q, last_ok, delta) <= cap < epsilon_for(z, q, last_ok + 1, delta)
+    acc = PrivacyAccountant(max_epsilon=cap, delta=delta)
+    ev = E.poisson_round(z, q)
+    acc.commit(ev, count=last_ok - 1)
+    assert acc.can_spend(ev)
+    acc.commit(ev, round_id=last_ok - 1)
+    assert not acc.can_spend(ev)
+    with pytest.raises(BudgetExceededError, match="max_epsilon=2.0"):
+        acc.commit(ev, round_id=last_ok)
+    assert sum(e.count for e in acc.entries) == last_ok  # the refused round left no trace
+
+
+def test_json_round_trip_exact() -> None:
+    acc = PrivacyAccountant(max_epsilon=8.0, delta=1e-5, pld_discretization=1e-3)
+    acc.commit(E.poisson_round(0.7321, 0.0123456789), label="round", round_id=0)
+    acc.commit(E.dp_sgd(1.1, 0.03125, 64), label="local", round_id=1)
+    acc.commit(E.zcdp(0.0123), label="ddg", round_id=2)
+    text = acc.to_json()
+    back = PrivacyAccountant.from_json(text)
+    assert back.to_json() == text
+    assert back == acc
+    assert back.entries == acc.entries
+    assert back.epsilon() == acc.epsilon()
+
+
+def test_event_dict_round_trip_and_rejects_foreign_types() -> None:
+    ev = dpa.ComposedDpEvent([E.fixed_cohort_round(1.0, 10, 1000), E.rounds(2.0, 0.5, 3)])
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(ev)))) == ev
+    with pytest.raises(InvalidPrivacyParameterError, match="os.system"):
+        event_from_dict({"type": "os.system"})
+
+
+def test_fixed_cohort_needs_rdp_and_replace() -> None:
+    ev = E.fixed_cohort_round(1.0, 100, 10_000)
+    acc = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    acc.commit(ev, count=100)
+    rep = acc.report()
+    assert rep.method == "rdp" and rep.epsilon_pld is None and math.isfinite(rep.epsilon)
+    with pytest.raises(InvalidPrivacyParameterError, match="pld"):
+        acc.epsilon(method="pld")
+
+
+def test_zcdp_event_uses_rdp_known_answer() -> None:
+    # rho-zCDP has RDP rho*alpha; converted with Canonne-Kamath-Steinke 2020 (Prop. 12), computed by hand here
+    # over dp_accounting's default orders. Also below Bun & Steinke 2016's rho + 2 sqrt(rho log(1/delta)).
+    rho, delta = 0.05, 1e-5
+    acc = PrivacyAccountant(delta=delta)
+    acc.commit(E.zcdp(rho))
+    orders = [a for a in rdp_privacy_accountant.DEFAULT_RDP_ORDERS if a > 1]
+    by_hand = min(
+        max(0.0, rho * a + (math.log(1 / delta) + (a - 1) * math.log1p(-1 / a) - math.log(a)) / (a - 1))
+        for a in orders
+    )
+    assert acc.report().method == "rdp"
+    assert acc.epsilon() == pytest.approx(by_hand, rel=1e-6)
+    assert acc.epsilon() <= rho + 2 * math.sqrt(rho * math.log(1 / delta))
+
+
+def test_client_ledgers() -> None:
+    led = ClientLedgers(delta=1e-5)
+    led.commit("a", E.dp_sgd(1.0, 0.1, 20), round_id=0)
+    led.commit("b", E.dp_sgd(1.0, 0.1, 20), round_id=0)
+    led.commit("b", E.dp_sgd(1.0, 0.1, 20), round_id=1)
+    eps = led.epsilons()
+    assert eps["a"] < eps["b"] == led.max_epsilon()
+    back = ClientLedgers.from_json(led.to_json())
+    assert back.to_json() == led.to_json() and back.epsilons() == eps
+
+
+@pytest.mark.parametrize(
+    "call,value",
+    [
+        (lambda: epsilon_for(1.0, 0.1, 10, 0.0), "0.0"),
+        (lambda: epsilon_for(1.0, 0.1, 10, 1.0), "1.0"),
+        (lambda: epsilon_for(1.0, 0.1, 10, -1e-5), "-1e-05"),
+        (lambda: epsilon_for(0.0, 0.1, 10, 1e-5), "0.0"),
+        (lambda: epsilon_for(-2.0, 0.1, 10, 1e-5), "-2.0"),
+        (lambda: epsilon_for(1.0, 1.5, 10, 1e-5), "1.5"),
+        (lambda: epsilon_for(1.0, 0.0, 10, 1e-5), "0.0"),
+        (lambda: epsilon_for(1.0, 0.1, 0, 1e-5), "0"),
+        (lambda: epsilon_for(1.0, 0.1, 2.5, 1e-5), "2.5"),
+        (lambda: delta_for(1.0, 0.1, 10, 0.0), "0.0"),
+        (lambda: delta_for(1.0, 0.1, 10, -3.0), "-3.0"),
+        (lambda: E.gaussian(float("nan")), "nan"),
+        (lambda: E.fixed_cohort_round(1.0, 11, 10), "11"),
+        (lambda: PrivacyAccountant(max_epsilon=-1.0, delta=1e-5), "-1.0"),
+        (lambda: PrivacyAccountant(neighbouring="swap"), "swap"),
+        (lambda: PrivacyAccountant().epsilon(), "None"),
+    ],
+)
+def test_bad_parameters_raise_typed_error_with_value(call, value: str) -> None:
+    with pytest.raises(InvalidPrivacyParameterError) as info:
+        call()
+    assert value in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_delta_warning_for_large_delta() -> None:
+    from dp._checks import check_delta
+
+    with pytest.warns(DeltaWarning, match="1/N"):
+        check_delta(1e-3, population=5000)
