@@ -65,9 +65,8 @@ def decode_global(data: bytes) -> tuple[ModelVector, RoundConfig]:
 
 def encode_update(update: ClientUpdate, round_: int) -> bytes:
     """Client -> server: the model delta, example count and training metrics (plaintext path)."""
-    body = _json_bytes(
-        {"metrics": {k: float(v) for k, v in update.metrics.items()}, "compute_s": update.compute_s}
-    )
+    # compute_s is a simulation measurement, not something a client sends.
+    body = _json_bytes({"metrics": {k: float(v) for k, v in update.metrics.items()}})
     return (
         _UPDATE_HDR.pack(_UPDATE, VERSION, round_, update.client_id, update.num_examples, update.delta.size)
         + _floats(update.delta)
@@ -96,7 +95,7 @@ def decode_update(data: bytes, *, expected_round: int, expected_size: int) -> Cl
         raise UpdateRejectedError(f"malformed update message: {exc}") from None
     if rnd != expected_round:
         raise UpdateRejectedError(f"client {cid}: update for round {rnd}, expected round {expected_round}")
-    update = ClientUpdate(cid, delta, n_ex, body.get("metrics", {}), float(body.get("compute_s", 0.0)))
+    update = ClientUpdate(cid, delta, n_ex, body.get("metrics", {}))
     validate_update(update, expected_size)
     return update
 

@@ -22,12 +22,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Privacy-pres
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """privagg: federated learning with secure aggregation, differential privacy and audits."""
+
+
 def _round_line(rec: RoundRecord) -> str:
-    metric = " ".join(f"{k}={v:.4f}" for k, v in rec.test.items())
+    metric = " ".join(f"{k} {v:.4f}" for k, v in rec.test.items())
     return (
-        f"round {rec.round:>3}  clients {rec.completed}/{rec.sampled} (dropped {rec.dropped}, rejected "
-        f"{rec.rejected})  train_loss={rec.train_loss:.4f}  {metric}  up={rec.bytes_up / 1e3:.1f}kB "
-        f"down={rec.bytes_down / 1e3:.1f}kB"
+        f"round {rec.round:>3} | clients {rec.completed}/{rec.sampled} drop {rec.dropped} rej {rec.rejected} "
+        f"| train loss {rec.train_loss:.4f} | test {metric} | up {rec.bytes_up / 1e3:.0f} kB "
+        f"down {rec.bytes_down / 1e3:.0f} kB"
     )
 
 
@@ -62,7 +67,7 @@ def run(
             def on_round(rec: RoundRecord) -> None:
                 rundir.append_round(rec)
                 if not quiet:
-                    progress.console.print(_round_line(rec), markup=False, highlight=False)
+                    progress.console.print(_round_line(rec), markup=False, highlight=False, soft_wrap=True)
                 progress.advance(fl_task)
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -82,8 +87,9 @@ def run(
     line = f"done: FL {key}={summary['fl'][key]:.4f}"
     if summary.get("centralized"):
         line += f"  centralized {key}={summary['centralized'][key]:.4f}"
-        line += f"  rounds to 95% of centralized: {summary['rounds_to_95pct_centralized']}"
-    console.print(line, markup=False, highlight=False)
+        reach = summary['rounds_to_95pct_centralized']
+        line += f"  rounds to 95% of centralized: {reach if reach is not None else 'not reached'}"
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"run folder: {path}", markup=False, highlight=False)
 
 

@@ -1,0 +1,109 @@
+"""`privagg run` end to end on a tiny config: every artifact, documented columns; bad input exits 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+from privagg.cli import main
+
+TINY = [
+    "--set",
+    "data.dataset=breast_cancer",
+    "--set",
+    "model.name=logreg",
+    "--set",
+    "data.num_clients=4",
+    "--set",
+    "run.rounds=2",
+    "--set",
+    "train.local_epochs=1",
+]
+COLUMNS = [
+    "round",
+    "sampled",
+    "completed",
+    "dropped",
+    "rejected",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "bytes_down",
+    "bytes_up",
+    "wall_s",
+    "sim_round_s",
+]
+
+
+def test_run_writes_every_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.toml",
+        "metrics.csv",
+        "metrics.jsonl",
+        "summary.json",
+    ]
+    cfg = tomllib.loads((out / "config.toml").read_text())
+    assert cfg["data"]["num_clients"] == 4 and cfg["run"]["rounds"] == 2 and cfg["model"]["name"] == "logreg"
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in lines] == [1, 2]
+    assert list(lines[0]) == COLUMNS
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == COLUMNS and len(rows) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["rounds"] == 2
+        and 0 <= summary["fl"]["accuracy"] <= 1
+        and "accuracy" in summary["centralized"]
+    )
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_existing_folder_refused_unless_overwrite(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert main(["run", *TINY, "--out", str(out), "--quiet"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (out / "keep.txt").exists()
+    assert main(["run", *TINY, "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
+
+
+def test_failed_run_leaves_only_a_partial_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # 400 clients with at least 2 examples each cannot be cut from 455 training examples
+    code = main(["run", *TINY, "--set", "data.num_clients=400", "--out", str(out), "--quiet"])
+    assert code == 2
+    assert not out.exists()
+    partial = tmp_path / "run.partial"
+    assert (partial / "error.txt").exists() and not (partial / "summary.json").exists()
+
+
+def test_bad_key_is_one_line_exit_2_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "privagg.cli",
+            "run",
+            "--set",
+            "data.num_clientz=3",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown config key 'data.num_clientz'"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
