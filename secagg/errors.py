@@ -33,8 +33,8 @@ DropoutThresholdError = ThresholdError
 
 
 class InvalidMessageError(SecAggError, ValueError):
-    """A message failed validation: bad version, stage, ids, lengths, bounds, signature or authentication tag."""
+    """A message failed validation: bad version, stage, ids, lengths, bounds, signature or tag."""
 
 
 class UnsafeRequestError(SecAggError):
-    """An honest client refused a server request that could reveal an individual input (Bonawitz et al. 2017, 4)."""
+    """An honest client refused a server request that that could reveal an individual input (Bonawitz 2017)."""

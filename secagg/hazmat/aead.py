@@ -17,9 +17,12 @@ TAG_BYTES = 16
 
 
 def associated_data(round_id: bytes, sender: int, recipient: int) -> bytes:
-    """AAD = label || round id || sender || recipient: a ciphertext is valid for one direction of one round."""
-    return b"privagg-secagg/v1/shares" + struct.pack("<B", len(round_id)) + round_id + struct.pack(
-        "<II", sender, recipient
+    """AAD = label || round id || sender || recipient: valid for one direction of one round."""
+    return (
+        b"privagg-secagg/v1/shares"
+        + struct.pack("<B", len(round_id))
+        + round_id
+        + struct.pack("<II", sender, recipient)
     )
 
 
@@ -32,10 +35,12 @@ def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
-    """Decrypt nonce || ciphertext || tag, raising InvalidMessageError if it was tampered with or misaddressed."""
+    """Decrypt nonce || ciphertext || tag, raising InvalidMessageError if tampered or misaddressed."""
     if len(sealed) < NONCE_BYTES + TAG_BYTES:
         raise InvalidMessageError(f"sealed share too short: {len(sealed)} bytes")
     try:
         return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except InvalidTag as exc:
-        raise InvalidMessageError("share ciphertext failed authentication (tampered or misaddressed)") from exc
+        raise InvalidMessageError(
+            "share ciphertext failed authentication (tampered or misaddressed)"
+        ) from exc

@@ -84,9 +84,7 @@ def load_private(raw: bytes) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(raw)
 
 
-def agree(
-    private: X25519PrivateKey, peer_public: X25519PublicKey, info: bytes, length: int = 16
-) -> bytes:
+def agree(private: X25519PrivateKey, peer_public: X25519PublicKey, info: bytes, length: int = 16) -> bytes:
     """Shared secret of the pair -> HKDF-SHA256(info) -> `length` key bytes.
 
     Raises InvalidMessageError when the peer key is a low-order point (all-zero shared secret).

@@ -12,7 +12,15 @@ from functools import lru_cache
 
 from secagg.errors import InvalidMessageError, SecAggConfigError, ThresholdError
 
-__all__ = ["PRIME", "SHARE_BYTES", "split", "reconstruct", "lagrange_at_zero", "share_to_bytes", "share_from_bytes"]
+__all__ = [
+    "PRIME",
+    "SHARE_BYTES",
+    "split",
+    "reconstruct",
+    "lagrange_at_zero",
+    "share_to_bytes",
+    "share_from_bytes",
+]
 
 PRIME = 2**256 + 297  # smallest prime above 2^256
 SHARE_BYTES = 33
@@ -69,7 +77,7 @@ def reconstruct(points: Sequence[tuple[int, int]], threshold: int, prime: int = 
     xs = tuple(x for x, _ in chosen)
     lam = lagrange_at_zero(xs, prime)
     acc = 0
-    for (_, y), li in zip(chosen, lam):
+    for (_, y), li in zip(chosen, lam, strict=False):
         if not 0 <= y < prime:
             raise InvalidMessageError(f"share value out of field range: {y}")
         acc += li * y

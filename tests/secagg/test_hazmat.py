@@ -27,7 +27,7 @@ def test_aes128_ctr_nist_sp800_38a_vector_through_prg_buffer():
     pt = bytes.fromhex(v["plaintext"])
     buf = prg.PrgBuffer(len(pt) // 4)
     ks = buf.expand(bytes.fromhex(v["key"]), bytes.fromhex(v["initial_counter"]))
-    ct = bytes(a ^ b for a, b in zip(ks.tobytes(), pt))
+    ct = bytes(a ^ b for a, b in zip(ks.tobytes(), pt, strict=False))
     assert ct.hex() == v["ciphertext"]
 
 
@@ -172,7 +172,7 @@ def test_shamir_t_minus_1_shares_are_consistent_with_every_secret():
     # reconstructs to c, so t-1 shares cannot determine the secret.
     t, xs = 4, [5, 9, 11, 20, 33]
     ys = shamir.split(12345, t, xs)
-    known = list(zip(xs[: t - 1], ys[: t - 1]))
+    known = list(zip(xs[: t - 1], ys[: t - 1], strict=False))
     completions = set()
     for candidate in (0, 1, 12345, 2**255):
         y_t = _interpolate_at([(0, candidate)] + known, xs[t - 1])
@@ -187,7 +187,9 @@ def test_shamir_single_share_is_uniform_whatever_the_secret():
     # Small field so the distribution can be checked exactly: a share of a t>=2 sharing is uniform.
     p, samples = 11, 3300
     for secret in (0, 7):
-        counts = np.bincount([shamir.split(secret, 2, [3, 4], prime=p)[0] for _ in range(samples)], minlength=p)
+        counts = np.bincount(
+            [shamir.split(secret, 2, [3, 4], prime=p)[0] for _ in range(samples)], minlength=p
+        )
         chi2 = ((counts - samples / p) ** 2 / (samples / p)).sum()
         assert chi2 < 40  # chi2(10) > 40 with probability < 2e-5
 
@@ -215,6 +217,6 @@ def test_lagrange_coefficients_are_cached():
     shamir.lagrange_at_zero.cache_clear()
     ys = shamir.split(99, 3, [1, 2, 3])
     for _ in range(3):
-        assert shamir.reconstruct(list(zip([1, 2, 3], ys)), 3) == 99
+        assert shamir.reconstruct(list(zip([1, 2, 3], ys, strict=False)), 3) == 99
     info = shamir.lagrange_at_zero.cache_info()
     assert info.hits == 2 and info.misses == 1

@@ -1,0 +1,53 @@
+"""Small helpers shared by the client and server sessions (signed payloads, key derivation, masks)."""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from secagg.config import SecAggConfig
+from secagg.hazmat import kex
+
+_ADVERTISE = b"advertise-keys"
+_CONSISTENCY = b"consistency"
+
+
+def _framed(config: SecAggConfig, purpose: bytes) -> bytes:
+    return b"".join(
+        (
+            kex.PROTOCOL_LABEL,
+            bytes([len(purpose)]),
+            purpose,
+            bytes([len(config.round_id)]),
+            config.round_id,
+            bytes([len(config.model_hash)]),
+            config.model_hash,
+        )
+    )
+
+
+def advertise_payload(config: SecAggConfig, cid: int, c_pk: bytes, s_pk: bytes) -> bytes:
+    """What a client signs when it advertises its keys."""
+    return _framed(config, _ADVERTISE) + struct.pack("<I", cid) + c_pk + s_pk
+
+
+def consistency_payload(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:
+    """What a client signs in the consistency round: the survivor list of this round and model."""
+    return _framed(config, _CONSISTENCY) + struct.pack(f"<I{len(survivors)}I", len(survivors), *survivors)
+
+
+def share_key(
+    config: SecAggConfig, me: int, private: X25519PrivateKey, peer: int, peer_pk: X25519PublicKey
+) -> bytes:
+    """AES-256-GCM key for the shares exchanged between `me` and `peer`."""
+    info = kex.pair_info(kex.PURPOSE_SHARE_KEY, config.round_id, config.model_hash, me, peer)
+    return kex.agree(private, peer_pk, info, 32)
+
+
+def mask_seed(
+    config: SecAggConfig, me: int, private: X25519PrivateKey, peer: int, peer_pk: X25519PublicKey
+) -> bytes:
+    """The 128-bit AES-CTR key of the pairwise mask between `me` and `peer`."""
+    info = kex.pair_info(kex.PURPOSE_MASK_SEED, config.round_id, config.model_hash, me, peer)
+    return kex.agree(private, peer_pk, info, 16)

@@ -1,0 +1,278 @@
+"""Client state machine: advertise keys -> share keys -> masked input -> consistency -> unmask.
+
+Sans-IO: each method consumes the server's message for the stage and returns the client's reply
+(Bonawitz et al. 2017, Fig. 4; SecAgg+ neighbourhoods of Bell et al. 2020). Any error aborts the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from secagg import _common
+from secagg.config import SecAggConfig
+from secagg.errors import (
+    InvalidMessageError,
+    SecAggConfigError,
+    SecAggError,
+    StageError,
+    ThresholdError,
+    UnsafeRequestError,
+)
+from secagg.graph import NeighbourGraph, graph_seed
+from secagg.hazmat import aead, kex, shamir, sign
+from secagg.hazmat.prg import PrgBuffer
+from secagg.messages import (
+    AdvertiseKeys,
+    ConsistencySignature,
+    KeysBroadcast,
+    MaskedInput,
+    ShareKeys,
+    SharesDelivery,
+    Stage,
+    SurvivorList,
+    UnmaskRequest,
+    UnmaskShares,
+)
+
+__all__ = ["ClientSession"]
+
+T = TypeVar("T")
+_PAIR = struct.Struct("<II")
+
+
+class ClientSession:
+    """One honest client in one round. Call the five stage methods in order; each returns the reply."""
+
+    def __init__(
+        self,
+        config: SecAggConfig,
+        client_id: int,
+        *,
+        identity_key: Ed25519PrivateKey | None = None,
+        peer_identity_keys: Mapping[int, Ed25519PublicKey | bytes] | None = None,
+    ) -> None:
+        if client_id not in config.client_ids:
+            raise SecAggConfigError(f"client {client_id} is not in the round's cohort")
+        self.config = config
+        self.client_id = client_id
+        self._identity = identity_key
+        self._peer_ids = (
+            {int(i): sign.load_identity(k) for i, k in peer_identity_keys.items()}
+            if peer_identity_keys
+            else None
+        )
+        if self._peer_ids is not None and identity_key is None:
+            raise SecAggConfigError("a client that verifies peer signatures needs its own identity_key")
+        self._c = kex.KeyPair()  # share-encryption keys
+        self._s = kex.KeyPair()  # mask-agreement keys (private part is Shamir-shared)
+        self._b_seed = secrets.token_bytes(16)  # self-mask seed b_u
+        self._next = Stage.ADVERTISE_KEYS
+        self._aborted = False
+        self._peers: dict[int, tuple[bytes, bytes]] = {}
+        self._neighbours: tuple[int, ...] = ()
+        self._held: dict[int, tuple[int, int]] = {}  # owner -> (self-mask share, key share)
+        self._survivors: tuple[int, ...] | None = None
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _run(self, stage: Stage, fn: Callable[[], T]) -> T:
+        if self._aborted:
+            raise StageError(f"client {self.client_id}: session aborted earlier")
+        if stage != self._next:
+            raise StageError(f"client {self.client_id}: expected stage {self._next.name}, got {stage.name}")
+        try:
+            out = fn()
+        except SecAggError:
+            self._aborted = True
+            raise
+        self._next = Stage(stage + 1) if stage < Stage.UNMASK else Stage.UNMASK
+        if stage == Stage.UNMASK:
+            self._aborted = True  # a client answers one unmask request per round, ever
+        return out
+
+    def _check(self, msg: object, cls: type, stage: Stage) -> None:
+        if not isinstance(msg, cls):
+            raise InvalidMessageError(
+                f"client {self.client_id}: expected {cls.__name__} in stage {stage.name}, "
+                f"got {type(msg).__name__}"
+            )
+        if msg.round_id != self.config.round_id:  # type: ignore[attr-defined]
+            raise InvalidMessageError(f"client {self.client_id}: message from another round")
+
+    # --- stage 1 --------------------------------------------------------------------------------
+    def advertise_keys(self) -> AdvertiseKeys:
+        """Two fresh X25519 public keys, signed with the identity key when there is one."""
+
+        def step() -> AdvertiseKeys:
+            sig = b""
+            if self._identity is not None:
+                payload = _common.advertise_payload(
+                    self.config, self.client_id, self._c.public_bytes, self._s.public_bytes
+                )
+                sig = sign.sign(self._identity, payload)
+            return AdvertiseKeys(
+                self.config.round_id, self.client_id, self._c.public_bytes, self._s.public_bytes, sig
+            )
+
+        return self._run(Stage.ADVERTISE_KEYS, step)
+
+    # --- stage 2 --------------------------------------------------------------------------------
+    def share_keys(self, broadcast: KeysBroadcast) -> ShareKeys:
+        """Check the advertised keys, derive the neighbour graph, send each neighbour sealed shares."""
+        return self._run(Stage.SHARE_KEYS, lambda: self._share_keys(broadcast))
+
+    def _share_keys(self, msg: KeysBroadcast) -> ShareKeys:
+        self._check(msg, KeysBroadcast, Stage.SHARE_KEYS)
+        cfg, me = self.config, self.client_id
+        cohort = set(cfg.client_ids)
+        seen_keys: set[bytes] = set()
+        for e in msg.entries:
+            if e.client_id not in cohort:
+                raise InvalidMessageError(f"advertised client {e.client_id} is not in the cohort")
+            if e.c_pk in seen_keys or e.s_pk in seen_keys or e.c_pk == e.s_pk:
+                raise InvalidMessageError(f"client {e.client_id} advertises a repeated public key")
+            seen_keys.update((e.c_pk, e.s_pk))
+            if self._peer_ids is not None:
+                key = self._peer_ids.get(e.client_id)
+                if key is None:
+                    raise InvalidMessageError(f"no identity key for advertised client {e.client_id}")
+                payload = _common.advertise_payload(cfg, e.client_id, e.c_pk, e.s_pk)
+                sign.verify(key, e.signature, payload, e.client_id)
+            self._peers[e.client_id] = (e.c_pk, e.s_pk)
+        if self._peers.get(me) != (self._c.public_bytes, self._s.public_bytes):
+            raise InvalidMessageError(f"client {me}: own keys missing or altered in the broadcast")
+        if len(self._peers) < max(cfg.threshold + 1, cfg.min_survivors):
+            raise ThresholdError(
+                f"only {len(self._peers)} clients advertised keys; "
+                f"need {max(cfg.threshold + 1, cfg.min_survivors)}"
+            )
+        seed = graph_seed(cfg.round_id, [(e.client_id, e.c_pk, e.s_pk) for e in msg.entries])
+        self._neighbours = NeighbourGraph(self._peers, cfg.neighbours, seed).neighbours(me)
+        t = cfg.threshold
+        if len(self._neighbours) < t:
+            raise ThresholdError(f"client {me} has {len(self._neighbours)} neighbours, fewer than t={t}")
+        xs = [v + 1 for v in self._neighbours]
+        b_sh = shamir.split(int.from_bytes(self._b_seed, "little"), t, xs)
+        s_sh = shamir.split(int.from_bytes(self._s.private_bytes(), "little"), t, xs)
+        cts = []
+        for v, yb, ys in zip(self._neighbours, b_sh, s_sh, strict=True):
+            key = _common.share_key(cfg, me, self._c.private, v, kex.load_public(self._peers[v][0]))
+            pt = _PAIR.pack(me, v) + shamir.share_to_bytes(yb) + shamir.share_to_bytes(ys)
+            cts.append((v, aead.seal(key, pt, aead.associated_data(cfg.round_id, me, v))))
+        return ShareKeys(cfg.round_id, me, tuple(cts))
+
+    # --- stage 3 --------------------------------------------------------------------------------
+    def masked_input(self, delivery: SharesDelivery, vector: np.ndarray) -> MaskedInput:
+        """Open the shares addressed to us; return y = x + PRG(b) + sum_v +-PRG(s_uv) mod 2^32."""
+        return self._run(Stage.MASKED_INPUT, lambda: self._masked_input(delivery, vector))
+
+    def _masked_input(self, msg: SharesDelivery, vector: np.ndarray) -> MaskedInput:
+        self._check(msg, SharesDelivery, Stage.MASKED_INPUT)
+        cfg, me = self.config, self.client_id
+        x = np.asarray(vector)
+        if x.dtype != np.uint32 or x.shape != (cfg.vector_length,):
+            raise SecAggConfigError(
+                f"input must be a uint32 vector of length {cfg.vector_length}, got {x.dtype} {x.shape}"
+            )
+        if msg.recipient != me:
+            raise InvalidMessageError(f"client {me} received shares addressed to {msg.recipient}")
+        nbrs = set(self._neighbours)
+        for u, ct in msg.ciphertexts:
+            if u not in nbrs:
+                raise InvalidMessageError(f"client {me} received shares from non-neighbour {u}")
+            key = _common.share_key(cfg, me, self._c.private, u, kex.load_public(self._peers[u][0]))
+            pt = aead.open_sealed(key, ct, aead.associated_data(cfg.round_id, u, me))
+            if len(pt) != 8 + 2 * shamir.SHARE_BYTES or _PAIR.unpack(pt[:8]) != (u, me):
+                raise InvalidMessageError(f"share plaintext from {u} is malformed or misaddressed")
+            self._held[u] = (
+                shamir.share_from_bytes(pt[8 : 8 + shamir.SHARE_BYTES]),
+                shamir.share_from_bytes(pt[8 + shamir.SHARE_BYTES :]),
+            )
+        if len(self._held) < cfg.threshold:
+            raise ThresholdError(
+                f"client {me}: only {len(self._held)} neighbours shared keys, t={cfg.threshold}"
+            )
+        y = x.copy()
+        buf = PrgBuffer(cfg.vector_length)
+        np.add(y, buf.expand(self._b_seed), out=y)
+        for v in sorted(self._held):
+            seed = _common.mask_seed(cfg, me, self._s.private, v, kex.load_public(self._peers[v][1]))
+            if me < v:
+                np.add(y, buf.expand(seed), out=y)
+            else:
+                np.subtract(y, buf.expand(seed), out=y)
+        return MaskedInput(cfg.round_id, me, y)
+
+    # --- stage 4 --------------------------------------------------------------------------------
+    def consistency(self, request: SurvivorList) -> ConsistencySignature:
+        """Check and sign the survivor list (the signature is empty without an identity key)."""
+        return self._run(Stage.CONSISTENCY, lambda: self._consistency(request))
+
+    def _consistency(self, msg: SurvivorList) -> ConsistencySignature:
+        self._check(msg, SurvivorList, Stage.CONSISTENCY)
+        self._check_survivors(msg.survivors)
+        self._survivors = msg.survivors
+        sig = b""
+        if self._identity is not None:
+            sig = sign.sign(self._identity, _common.consistency_payload(self.config, msg.survivors))
+        return ConsistencySignature(self.config.round_id, self.client_id, sig)
+
+    def _check_survivors(self, survivors: tuple[int, ...]) -> None:
+        me, cfg = self.client_id, self.config
+        if me not in survivors:
+            raise UnsafeRequestError(f"client {me} delivered its input but is not on the survivor list")
+        unknown = set(survivors) - set(self._peers)
+        if unknown:
+            raise UnsafeRequestError(
+                f"survivor list names clients that never advertised keys: {sorted(unknown)}"
+            )
+        if len(survivors) < cfg.min_survivors:
+            raise UnsafeRequestError(
+                f"survivor set of {len(survivors)} is below this client's minimum cohort {cfg.min_survivors}"
+            )
+
+    # --- stage 5 --------------------------------------------------------------------------------
+    def unmask(self, request: UnmaskRequest) -> UnmaskShares:
+        """Reveal b-shares of surviving neighbours and key shares of dropped ones: never both for one peer."""
+        return self._run(Stage.UNMASK, lambda: self._unmask(request))
+
+    def _unmask(self, msg: UnmaskRequest) -> UnmaskShares:
+        self._check(msg, UnmaskRequest, Stage.UNMASK)
+        cfg, me = self.config, self.client_id
+        survivors, dropped = set(msg.survivors), set(msg.dropped)
+        both = survivors & dropped
+        if both:
+            raise UnsafeRequestError(f"server lists {sorted(both)} both as survivors and as dropped")
+        if msg.survivors != self._survivors:
+            raise UnsafeRequestError(
+                "unmask request's survivor list differs from the one in the consistency round"
+            )
+        self._check_survivors(msg.survivors)
+        if self._peer_ids is not None:
+            signers = 0
+            payload = _common.consistency_payload(cfg, msg.survivors)
+            for i, s in msg.signatures:
+                if i not in survivors:
+                    raise UnsafeRequestError(f"consistency signature from {i}, who is not a survivor")
+                sign.verify(self._peer_ids[i], s, payload, i)
+                signers += 1
+            if signers < cfg.threshold:
+                raise UnsafeRequestError(f"only {signers} consistency signatures, need t={cfg.threshold}")
+        b_out, s_out = [], []
+        for u in sorted(self._held):
+            b_share, s_share = self._held[u]
+            if u in survivors:
+                b_out.append((u, b_share))
+            elif u in dropped:
+                s_out.append((u, s_share))
+            else:
+                raise UnsafeRequestError(
+                    f"neighbour {u} is neither survivor nor dropped in the unmask request"
+                )
+        self._held.clear()  # nothing left to give
+        return UnmaskShares(cfg.round_id, me, tuple(b_out), tuple(s_out))

@@ -1,0 +1,413 @@
+"""Frozen message types of the five stages and their versioned, canonical byte encoding.
+
+Layout: magic "PASA" | version u8 | type u8 | round id (u8 length + bytes) | body. Integers are
+little-endian struct fields, id lists are strictly increasing, arrays are little-endian uint32 with an
+explicit length. `decode` validates every field and length and raises InvalidMessageError (never pickle).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+import numpy as np
+
+from secagg.errors import InvalidMessageError
+from secagg.hazmat.aead import NONCE_BYTES, TAG_BYTES
+from secagg.hazmat.shamir import SHARE_BYTES, share_from_bytes, share_to_bytes
+from secagg.hazmat.sign import SIGNATURE_BYTES
+
+__all__ = [
+    "VERSION",
+    "Stage",
+    "AdvertiseKeys",
+    "KeysBroadcast",
+    "KeyEntry",
+    "ShareKeys",
+    "SharesDelivery",
+    "MaskedInput",
+    "SurvivorList",
+    "ConsistencySignature",
+    "UnmaskRequest",
+    "UnmaskShares",
+    "Message",
+    "decode",
+    "SHARE_PLAINTEXT_BYTES",
+    "SEALED_SHARE_BYTES",
+]
+
+MAGIC = b"PASA"
+VERSION = 1
+_HEADER = struct.Struct("<4sBB")
+_U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+KEY_BYTES = 32
+SHARE_PLAINTEXT_BYTES = 8 + 2 * SHARE_BYTES  # sender, recipient, self-mask share, key share
+SEALED_SHARE_BYTES = NONCE_BYTES + SHARE_PLAINTEXT_BYTES + TAG_BYTES
+MAX_COUNT = 2**24
+
+
+class Stage(IntEnum):
+    """The five protocol stages, in order (Bonawitz et al. 2017, Fig. 4)."""
+
+    ADVERTISE_KEYS = 1
+    SHARE_KEYS = 2
+    MASKED_INPUT = 3
+    CONSISTENCY = 4
+    UNMASK = 5
+
+
+class _Reader:
+    """Bounds-checked cursor over a received message."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise InvalidMessageError(
+                f"truncated message: need {n} bytes at offset {self.pos}, have {len(self.data)}"
+            )
+        out = self.data[self.pos : end]
+        self.pos = end
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return _U16.unpack(self.take(2))[0]
+
+    def u32(self) -> int:
+        return _U32.unpack(self.take(4))[0]
+
+    def count(self, item_bytes: int) -> int:
+        n = self.u32()
+        if n > MAX_COUNT or n * item_bytes > len(self.data) - self.pos:
+            raise InvalidMessageError(f"count {n} exceeds the message length")
+        return n
+
+    def signature(self) -> bytes:
+        n = self.u8()
+        if n not in (0, SIGNATURE_BYTES):
+            raise InvalidMessageError(f"signature length must be 0 or {SIGNATURE_BYTES}, got {n}")
+        return self.take(n)
+
+    def ids(self) -> tuple[int, ...]:
+        n = self.count(4)
+        raw = self.take(4 * n)
+        ids = struct.unpack(f"<{n}I", raw)
+        _check_increasing(ids, "id list")
+        return ids
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise InvalidMessageError(f"{len(self.data) - self.pos} trailing bytes after message")
+
+
+def _check_increasing(ids: tuple[int, ...] | list[int], what: str) -> None:
+    for a, b in zip(ids, ids[1:]):  # noqa: B905 - offsets by one on purpose
+        if b <= a:
+            raise InvalidMessageError(f"{what} must be strictly increasing, got {a} then {b}")
+
+
+def _sig(sig: bytes) -> bytes:
+    return bytes([len(sig)]) + sig
+
+
+def _ids(ids: tuple[int, ...]) -> bytes:
+    return _U32.pack(len(ids)) + struct.pack(f"<{len(ids)}I", *ids)
+
+
+@dataclass(frozen=True)
+class _Base:
+    TYPE: ClassVar[int] = 0
+    STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
+
+    round_id: bytes
+
+    def _header(self) -> bytes:
+        return _HEADER.pack(MAGIC, VERSION, self.TYPE) + bytes([len(self.round_id)]) + self.round_id
+
+    @property
+    def stage(self) -> Stage:
+        """The protocol stage this message belongs to."""
+        return self.STAGE
+
+
+@dataclass(frozen=True)
+class AdvertiseKeys(_Base):
+    """Client -> server: the two X25519 public keys (share encryption, mask agreement), optionally signed."""
+
+    TYPE: ClassVar[int] = 1
+    STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
+    sender: int
+    c_pk: bytes
+    s_pk: bytes
+    signature: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return self._header() + _U32.pack(self.sender) + self.c_pk + self.s_pk + _sig(self.signature)
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> AdvertiseKeys:
+        return cls(round_id, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature())
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One client's advertised keys as relayed by the server."""
+
+    client_id: int
+    c_pk: bytes
+    s_pk: bytes
+    signature: bytes = b""
+
+
+@dataclass(frozen=True)
+class KeysBroadcast(_Base):
+    """Server -> every client that advertised: all advertised keys, in id order."""
+
+    TYPE: ClassVar[int] = 2
+    STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
+    entries: tuple[KeyEntry, ...]
+
+    def to_bytes(self) -> bytes:
+        parts = [self._header(), _U32.pack(len(self.entries))]
+        for e in self.entries:
+            parts.append(_U32.pack(e.client_id) + e.c_pk + e.s_pk + _sig(e.signature))
+        return b"".join(parts)
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> KeysBroadcast:
+        n = r.count(4 + 2 * KEY_BYTES + 1)
+        entries = tuple(
+            KeyEntry(r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature()) for _ in range(n)
+        )
+        _check_increasing([e.client_id for e in entries], "advertised client ids")
+        return cls(round_id, entries)
+
+
+def _write_cts(items: tuple[tuple[int, bytes], ...]) -> bytes:
+    return _U32.pack(len(items)) + b"".join(_U32.pack(i) + ct for i, ct in items)
+
+
+def _read_cts(r: _Reader) -> tuple[tuple[int, bytes], ...]:
+    n = r.count(4 + SEALED_SHARE_BYTES)
+    items = tuple((r.u32(), r.take(SEALED_SHARE_BYTES)) for _ in range(n))
+    _check_increasing([i for i, _ in items], "share ciphertext ids")
+    return items
+
+
+@dataclass(frozen=True)
+class ShareKeys(_Base):
+    """Client -> server: one sealed share pair per neighbour, (recipient id, ciphertext) in id order."""
+
+    TYPE: ClassVar[int] = 3
+    STAGE: ClassVar[Stage] = Stage.SHARE_KEYS
+    sender: int
+    ciphertexts: tuple[tuple[int, bytes], ...]
+
+    def to_bytes(self) -> bytes:
+        return self._header() + _U32.pack(self.sender) + _write_cts(self.ciphertexts)
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> ShareKeys:
+        sender = r.u32()
+        cts = _read_cts(r)
+        if any(i == sender for i, _ in cts):
+            raise InvalidMessageError(f"client {sender} addressed a share to itself")
+        return cls(round_id, sender, cts)
+
+
+@dataclass(frozen=True)
+class SharesDelivery(_Base):
+    """Server -> one client: the sealed shares its neighbours addressed to it, (sender id, ciphertext)."""
+
+    TYPE: ClassVar[int] = 4
+    STAGE: ClassVar[Stage] = Stage.SHARE_KEYS
+    recipient: int
+    ciphertexts: tuple[tuple[int, bytes], ...]
+
+    def to_bytes(self) -> bytes:
+        return self._header() + _U32.pack(self.recipient) + _write_cts(self.ciphertexts)
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> SharesDelivery:
+        recipient = r.u32()
+        cts = _read_cts(r)
+        if any(i == recipient for i, _ in cts):
+            raise InvalidMessageError(f"delivery to {recipient} contains a share from itself")
+        return cls(round_id, recipient, cts)
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedInput(_Base):
+    """Client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^32, as little-endian uint32."""
+
+    TYPE: ClassVar[int] = 5
+    STAGE: ClassVar[Stage] = Stage.MASKED_INPUT
+    sender: int
+    masked: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        arr = np.ascontiguousarray(self.masked, dtype="<u4")
+        return b"".join(
+            (self._header(), _U32.pack(self.sender), _U32.pack(arr.size), memoryview(arr).cast("B"))
+        )
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> MaskedInput:
+        sender = r.u32()
+        n = r.count(4)
+        start = r.pos
+        r.take(4 * n)
+        arr = np.frombuffer(r.data, dtype="<u4", count=n, offset=start)
+        return cls(round_id, sender, arr)
+
+
+@dataclass(frozen=True)
+class SurvivorList(_Base):
+    """Server -> survivors: who delivered a masked input (U3), for the consistency check."""
+
+    TYPE: ClassVar[int] = 6
+    STAGE: ClassVar[Stage] = Stage.CONSISTENCY
+    survivors: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        return self._header() + _ids(self.survivors)
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> SurvivorList:
+        return cls(round_id, r.ids())
+
+
+@dataclass(frozen=True)
+class ConsistencySignature(_Base):
+    """Client -> server: its Ed25519 signature on (round, survivor list), empty without identity keys."""
+
+    TYPE: ClassVar[int] = 7
+    STAGE: ClassVar[Stage] = Stage.CONSISTENCY
+    sender: int
+    signature: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return self._header() + _U32.pack(self.sender) + _sig(self.signature)
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> ConsistencySignature:
+        return cls(round_id, r.u32(), r.signature())
+
+
+@dataclass(frozen=True)
+class UnmaskRequest(_Base):
+    """Server -> survivors: the survivor list, the dropped list, and the collected consistency signatures."""
+
+    TYPE: ClassVar[int] = 8
+    STAGE: ClassVar[Stage] = Stage.UNMASK
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    signatures: tuple[tuple[int, bytes], ...] = ()
+
+    def to_bytes(self) -> bytes:
+        sigs = _U32.pack(len(self.signatures)) + b"".join(_U32.pack(i) + s for i, s in self.signatures)
+        return self._header() + _ids(self.survivors) + _ids(self.dropped) + sigs
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> UnmaskRequest:
+        survivors, dropped = r.ids(), r.ids()
+        n = r.count(4 + SIGNATURE_BYTES)
+        sigs = tuple((r.u32(), r.take(SIGNATURE_BYTES)) for _ in range(n))
+        _check_increasing([i for i, _ in sigs], "signature ids")
+        return cls(round_id, survivors, dropped, sigs)
+
+
+def _write_shares(items: tuple[tuple[int, int], ...]) -> bytes:
+    return _U32.pack(len(items)) + b"".join(_U32.pack(i) + share_to_bytes(y) for i, y in items)
+
+
+def _read_shares(r: _Reader) -> tuple[tuple[int, int], ...]:
+    n = r.count(4 + SHARE_BYTES)
+    items = tuple((r.u32(), share_from_bytes(r.take(SHARE_BYTES))) for _ in range(n))
+    _check_increasing([i for i, _ in items], "share owner ids")
+    return items
+
+
+@dataclass(frozen=True)
+class UnmaskShares(_Base):
+    """Client -> server: self-mask shares of surviving neighbours, key shares of dropped ones (never both)."""
+
+    TYPE: ClassVar[int] = 9
+    STAGE: ClassVar[Stage] = Stage.UNMASK
+    sender: int
+    self_mask_shares: tuple[tuple[int, int], ...]
+    key_shares: tuple[tuple[int, int], ...]
+
+    def to_bytes(self) -> bytes:
+        return (
+            self._header()
+            + _U32.pack(self.sender)
+            + _write_shares(self.self_mask_shares)
+            + _write_shares(self.key_shares)
+        )
+
+    @classmethod
+    def _read(cls, r: _Reader, round_id: bytes) -> UnmaskShares:
+        sender = r.u32()
+        a, b = _read_shares(r), _read_shares(r)
+        both = {i for i, _ in a} & {i for i, _ in b}
+        if both:
+            raise InvalidMessageError(f"client {sender} sent both shares for clients {sorted(both)}")
+        return cls(round_id, sender, a, b)
+
+
+Message = (
+    AdvertiseKeys
+    | KeysBroadcast
+    | ShareKeys
+    | SharesDelivery
+    | MaskedInput
+    | SurvivorList
+    | ConsistencySignature
+    | UnmaskRequest
+    | UnmaskShares
+)
+_TYPES: dict[int, type] = {
+    c.TYPE: c
+    for c in (
+        AdvertiseKeys,
+        KeysBroadcast,
+        ShareKeys,
+        SharesDelivery,
+        MaskedInput,
+        SurvivorList,
+        ConsistencySignature,
+        UnmaskRequest,
+        UnmaskShares,
+    )
+}
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """Parse and validate one encoded message; raise InvalidMessageError on any malformation."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidMessageError(f"expected bytes, got {type(data).__name__}")
+    r = _Reader(bytes(data))
+    magic, version, mtype = _HEADER.unpack(r.take(_HEADER.size))
+    if magic != MAGIC:
+        raise InvalidMessageError(f"bad magic {magic!r}")
+    if version != VERSION:
+        raise InvalidMessageError(f"unsupported protocol version {version}, expected {VERSION}")
+    cls = _TYPES.get(mtype)
+    if cls is None:
+        raise InvalidMessageError(f"unknown message type {mtype}")
+    round_id = r.take(r.u8())
+    msg = cls._read(r, round_id)
+    r.end()
+    return msg

@@ -1,0 +1,127 @@
+"""Choose the neighbourhood size k and threshold t for n clients (Bell et al., CCS 2020, Sec. 3-4).
+
+Model: an adversary corrupts c = floor(gamma n) clients and up to a delta fraction drop out independently;
+the Harary graph H(n, k) is laid on a uniformly random permutation. We compute, with exact tails:
+  security     n * P[Hypergeom(n-1, c, k) >= t']        <= 2^-sigma  (t' = t, or 2t - k semi-malicious)
+  correctness  n * P[Binom(k, 1 - delta) < t]           <= 2^-eta
+  connectivity C(n, 2) * ((c + ceil(delta n)) / n)^k    <= 2^-sigma  (two runs of k/2 bad nodes cut the ring)
+and return the smallest even k (or the complete graph, k = n - 1) with the largest t meeting all three.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from secagg.errors import SecAggConfigError
+
+__all__ = ["Parameters", "choose_parameters", "binomial_tail_ge", "hypergeom_tail_ge"]
+
+SIGMA = 40
+ETA = 20
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """A (k, t) choice with the log2 failure probabilities it guarantees."""
+
+    neighbours: int
+    threshold: int
+    complete: bool
+    log2_security_failure: float
+    log2_correctness_failure: float
+    log2_disconnect: float
+
+
+def _log2(p: float) -> float:
+    return math.log2(p) if p > 0 else -math.inf
+
+
+def binomial_tail_ge(k: int, p: float, t: int) -> float:
+    """P[Binom(k, p) >= t], summed in log space (no overflow for large k)."""
+    if t <= 0:
+        return 1.0
+    if t > k:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    lg = math.lgamma
+    terms = [lg(k + 1) - lg(i + 1) - lg(k - i + 1) + i * lp + (k - i) * lq for i in range(t, k + 1)]
+    m = max(terms)
+    return min(1.0, math.exp(m) * sum(math.exp(x - m) for x in terms))
+
+
+def hypergeom_tail_ge(population: int, marked: int, draws: int, t: int) -> float:
+    """P[X >= t] for X ~ Hypergeom(population, marked, draws), exact with Python integers."""
+    if t <= 0:
+        return 1.0
+    hi = min(marked, draws)
+    if t > hi:
+        return 0.0
+    num = sum(math.comb(marked, x) * math.comb(population - marked, draws - x) for x in range(t, hi + 1))
+    return num / math.comb(population, draws)
+
+
+def _check_rates(n: int, dropout_rate: float, corrupt_fraction: float, semi_malicious: bool) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise SecAggConfigError(f"number of clients must be an int >= 2, got {n!r}")
+    for name, v in (("dropout_rate", dropout_rate), ("corrupt_fraction", corrupt_fraction)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            raise SecAggConfigError(f"{name} must be a float in [0, 1), got {v!r}")
+    load = corrupt_fraction + (2 if semi_malicious else 1) * dropout_rate
+    if load > 0.9:
+        which = "gamma + 2 delta <= 0.9 (semi-malicious)" if semi_malicious else "gamma + delta <= 0.9"
+        raise SecAggConfigError(
+            f"infeasible: corrupt_fraction={corrupt_fraction} and dropout_rate={dropout_rate} give "
+            f"{load:.3f}; secure aggregation with dropouts needs {which}"
+        )
+
+
+def choose_parameters(
+    n: int,
+    *,
+    dropout_rate: float = 0.1,
+    corrupt_fraction: float = 0.05,
+    semi_malicious: bool = False,
+    sigma: int = SIGMA,
+    eta: int = ETA,
+) -> Parameters:
+    """Smallest k (even, or n - 1 for the complete graph) and the largest t meeting the bounds above."""
+    _check_rates(n, dropout_rate, corrupt_fraction, semi_malicious)
+    if sigma < 1 or eta < 1:
+        raise SecAggConfigError(f"sigma and eta must be >= 1, got sigma={sigma}, eta={eta}")
+    corrupt = math.floor(corrupt_fraction * n)
+    bad = min(n, corrupt + math.ceil(dropout_rate * n))
+    log2_n = math.log2(n)
+    ks = list(range(2, n - 1, 2)) + [n - 1]
+    for k in ks:
+        complete = k == n - 1
+        if complete:
+            log2_disc = -math.inf
+        else:
+            log2_disc = math.log2(n * (n - 1) / 2) + k * _log2(bad / n)
+            if log2_disc > -sigma:
+                continue
+        # largest t with correctness, then check security at that t (security improves with t)
+        best = None
+        for t in range(k, 0, -1):
+            corr = _log2(binomial_tail_ge(k, dropout_rate, k - t + 1)) + log2_n  # > k - t drops among k
+            if corr <= -eta:
+                best = (t, corr)
+                break
+        if best is None:
+            continue
+        t, corr = best
+        t_sec = 2 * t - k if semi_malicious else t
+        if semi_malicious and t_sec <= 0:
+            continue
+        sec = _log2(hypergeom_tail_ge(n - 1, corrupt, k, t_sec)) + log2_n
+        if sec <= -sigma:
+            return Parameters(k, t, complete, sec, corr, log2_disc)
+    raise SecAggConfigError(
+        f"no (k, t) for n={n}, dropout_rate={dropout_rate}, corrupt_fraction={corrupt_fraction}, "
+        f"semi_malicious={semi_malicious} meets sigma={sigma}, eta={eta}: lower the rates or add clients"
+    )

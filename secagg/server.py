@@ -1,0 +1,291 @@
+"""Server state machine: collect keys, route sealed shares, sum masked inputs, check consistency, unmask.
+
+The server keeps only the running sum of masked inputs. After the unmask stage it removes each survivor's
+self mask and, for each dropped client, the pairwise masks with its surviving neighbours only
+(Bonawitz et al. 2017, Fig. 4; Bell et al. 2020). A failed threshold raises ThresholdError before any
+secret is reconstructed or any sum is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from secagg import _common
+from secagg.config import SecAggConfig
+from secagg.errors import InvalidMessageError, SecAggError, StageError, ThresholdError
+from secagg.graph import NeighbourGraph, graph_seed
+from secagg.hazmat import kex, shamir, sign
+from secagg.hazmat.prg import PrgBuffer
+from secagg.messages import (
+    AdvertiseKeys,
+    ConsistencySignature,
+    KeyEntry,
+    KeysBroadcast,
+    MaskedInput,
+    Message,
+    ShareKeys,
+    SharesDelivery,
+    Stage,
+    SurvivorList,
+    UnmaskRequest,
+    UnmaskShares,
+)
+
+__all__ = ["ServerSession"]
+
+_EXPECTS = {
+    Stage.ADVERTISE_KEYS: AdvertiseKeys,
+    Stage.SHARE_KEYS: ShareKeys,
+    Stage.MASKED_INPUT: MaskedInput,
+    Stage.CONSISTENCY: ConsistencySignature,
+    Stage.UNMASK: UnmaskShares,
+}
+
+
+class ServerSession:
+    """The aggregator of one round: `receive` client messages; the stage methods close a stage and answer."""
+
+    def __init__(
+        self,
+        config: SecAggConfig,
+        *,
+        peer_identity_keys: Mapping[int, Ed25519PublicKey | bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self._peer_ids = (
+            {int(i): sign.load_identity(k) for i, k in peer_identity_keys.items()}
+            if peer_identity_keys
+            else None
+        )
+        self._stage = Stage.ADVERTISE_KEYS
+        self._done = False
+        self._aborted = False
+        self._keys: dict[int, AdvertiseKeys] = {}
+        self._nbrs: dict[int, tuple[int, ...]] = {}
+        self._cts: dict[int, ShareKeys] = {}
+        self._u2: frozenset[int] = frozenset()
+        self._u3: list[int] = []
+        self._survivors: tuple[int, ...] = ()
+        self._dropped: tuple[int, ...] = ()
+        self._sigs: dict[int, bytes] = {}
+        self._u4: frozenset[int] = frozenset()
+        self._shares: dict[int, UnmaskShares] = {}
+        self._sum = np.zeros(config.vector_length, dtype=np.uint32)
+
+    @property
+    def stage(self) -> Stage:
+        """The stage whose client messages the server is collecting."""
+        return self._stage
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        """Clients whose masked input reached the server (their inputs are in the sum)."""
+        return self._survivors
+
+    @property
+    def dropped(self) -> tuple[int, ...]:
+        """Clients that shared keys but never delivered a masked input."""
+        return self._dropped
+
+    def _guard(self, stage: Stage) -> None:
+        if self._aborted or self._done:
+            raise StageError("server session is finished or aborted")
+        if stage != self._stage:
+            raise StageError(f"server is in stage {self._stage.name}, not {stage.name}")
+
+    def _abort(self, exc: SecAggError) -> SecAggError:
+        self._aborted = True
+        self._sum = np.zeros(0, dtype=np.uint32)  # drop everything learned so far
+        return exc
+
+    # --- receiving ------------------------------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        """Validate and store one client message of the current stage (InvalidMessageError otherwise)."""
+        if self._aborted or self._done:
+            raise StageError("server session is finished or aborted")
+        expected = _EXPECTS[self._stage]
+        if not isinstance(msg, expected):
+            raise InvalidMessageError(
+                f"expected {expected.__name__} in stage {self._stage.name}, got {type(msg).__name__}"
+            )
+        if msg.round_id != self.config.round_id:
+            raise InvalidMessageError("message from another round")
+        getattr(self, f"_on_{self._stage.name.lower()}")(msg)
+
+    def _on_advertise_keys(self, m: AdvertiseKeys) -> None:
+        if m.sender not in self.config.client_ids:
+            raise InvalidMessageError(f"client {m.sender} is not in the cohort")
+        if m.sender in self._keys:
+            raise InvalidMessageError(f"duplicate (replayed) AdvertiseKeys from client {m.sender}")
+        if self._peer_ids is not None:
+            payload = _common.advertise_payload(self.config, m.sender, m.c_pk, m.s_pk)
+            sign.verify(self._peer_ids[m.sender], m.signature, payload, m.sender)
+        self._keys[m.sender] = m
+
+    def _on_share_keys(self, m: ShareKeys) -> None:
+        if m.sender not in self._nbrs:
+            raise InvalidMessageError(f"ShareKeys from client {m.sender}, who is not in the key broadcast")
+        if m.sender in self._cts:
+            raise InvalidMessageError(f"duplicate (replayed) ShareKeys from client {m.sender}")
+        if tuple(v for v, _ in m.ciphertexts) != self._nbrs[m.sender]:
+            raise InvalidMessageError(f"client {m.sender} must address exactly its neighbours")
+        self._cts[m.sender] = m
+
+    def _on_masked_input(self, m: MaskedInput) -> None:
+        if m.sender not in self._u2:
+            raise InvalidMessageError(f"MaskedInput from client {m.sender}, who did not share keys")
+        if m.sender in self._u3:
+            raise InvalidMessageError(f"duplicate (replayed) MaskedInput from client {m.sender}")
+        if m.masked.shape != (self.config.vector_length,):
+            raise InvalidMessageError(
+                f"masked input of length {m.masked.shape[0]}, expected {self.config.vector_length}"
+            )
+        np.add(self._sum, m.masked, out=self._sum)
+        self._u3.append(m.sender)
+
+    def _on_consistency(self, m: ConsistencySignature) -> None:
+        if m.sender not in self._survivors:
+            raise InvalidMessageError(f"consistency reply from client {m.sender}, who is not a survivor")
+        if m.sender in self._sigs:
+            raise InvalidMessageError(f"duplicate (replayed) consistency reply from client {m.sender}")
+        if self._peer_ids is not None:
+            payload = _common.consistency_payload(self.config, self._survivors)
+            sign.verify(self._peer_ids[m.sender], m.signature, payload, m.sender)
+        self._sigs[m.sender] = m.signature
+
+    def _on_unmask(self, m: UnmaskShares) -> None:
+        if m.sender not in self._u4:
+            raise InvalidMessageError(f"unmask reply from client {m.sender}, who was not asked")
+        if m.sender in self._shares:
+            raise InvalidMessageError(f"duplicate (replayed) unmask reply from client {m.sender}")
+        nbrs = set(self._nbrs[m.sender])
+        surv, drop = set(self._survivors), set(self._dropped)
+        for owner, _ in m.self_mask_shares:
+            if owner not in nbrs or owner not in surv:
+                raise InvalidMessageError(
+                    f"client {m.sender} sent a self-mask share of {owner} it cannot hold"
+                )
+        for owner, _ in m.key_shares:
+            if owner not in nbrs or owner not in drop:
+                raise InvalidMessageError(f"client {m.sender} sent a key share of {owner} it cannot hold")
+        self._shares[m.sender] = m
+
+    # --- closing stages -------------------------------------------------------------------------
+    def _holders_ok(self, alive: frozenset[int] | set[int], what: str) -> None:
+        """Every client in U2 must keep at least t share holders among `alive`, or the round aborts."""
+        t = self.config.threshold
+        for u in self._u2:
+            have = sum(1 for v in self._nbrs[u] if v in alive)
+            if have < t:
+                raise self._abort(ThresholdError(f"client {u} keeps {have} share holders {what}, need t={t}"))
+
+    def broadcast_keys(self) -> KeysBroadcast:
+        """Close stage 1: fix the cohort U1 and its neighbour graph; broadcast every advertised key."""
+        self._guard(Stage.ADVERTISE_KEYS)
+        cfg = self.config
+        need = max(cfg.threshold + 1, cfg.min_survivors)
+        if len(self._keys) < need:
+            raise self._abort(ThresholdError(f"{len(self._keys)} clients advertised keys, need {need}"))
+        entries = tuple(KeyEntry(i, m.c_pk, m.s_pk, m.signature) for i, m in sorted(self._keys.items()))
+        seed = graph_seed(cfg.round_id, [(e.client_id, e.c_pk, e.s_pk) for e in entries])
+        self._nbrs = NeighbourGraph(self._keys, cfg.neighbours, seed).all_neighbours()
+        self._stage = Stage.SHARE_KEYS
+        return KeysBroadcast(cfg.round_id, entries)
+
+    def route_shares(self) -> dict[int, SharesDelivery]:
+        """Close stage 2: U2 = clients that shared keys; deliver each one the shares addressed to it."""
+        self._guard(Stage.SHARE_KEYS)
+        self._u2 = frozenset(self._cts)
+        if len(self._u2) < self.config.min_survivors:
+            raise self._abort(
+                ThresholdError(f"{len(self._u2)} clients shared keys, need {self.config.min_survivors}")
+            )
+        self._holders_ok(self._u2, "after key sharing")
+        inbox: dict[int, list[tuple[int, bytes]]] = {v: [] for v in self._u2}
+        for u in sorted(self._u2):
+            for v, ct in self._cts[u].ciphertexts:
+                if v in inbox:
+                    inbox[v].append((u, ct))
+        self._cts.clear()
+        self._stage = Stage.MASKED_INPUT
+        rid = self.config.round_id
+        return {v: SharesDelivery(rid, v, tuple(items)) for v, items in inbox.items()}
+
+    def request_consistency(self) -> SurvivorList:
+        """Close stage 3: U3 = clients whose masked input arrived; ask them to confirm the list."""
+        self._guard(Stage.MASKED_INPUT)
+        u3 = set(self._u3)
+        if len(u3) < self.config.min_survivors:
+            raise self._abort(ThresholdError(f"{len(u3)} masked inputs, need {self.config.min_survivors}"))
+        self._holders_ok(u3, "after masked input")
+        self._survivors = tuple(sorted(u3))
+        self._dropped = tuple(sorted(self._u2 - u3))
+        self._stage = Stage.CONSISTENCY
+        return SurvivorList(self.config.round_id, self._survivors)
+
+    def request_unmask(self) -> UnmaskRequest:
+        """Close stage 4: ask the confirming survivors for one share per neighbour (b or key, never both)."""
+        self._guard(Stage.CONSISTENCY)
+        u4 = frozenset(self._sigs)
+        if len(u4) < self.config.min_survivors:
+            raise self._abort(
+                ThresholdError(f"{len(u4)} consistency replies, need {self.config.min_survivors}")
+            )
+        self._holders_ok(u4, "after the consistency round")
+        self._u4 = u4
+        sigs = tuple(sorted(self._sigs.items())) if self._peer_ids is not None else ()
+        self._stage = Stage.UNMASK
+        return UnmaskRequest(self.config.round_id, self._survivors, self._dropped, sigs)
+
+    def finish(self) -> np.ndarray:
+        """Close stage 5: rebuild survivors' b_u and dropped clients' keys, remove masks, return the sum."""
+        self._guard(Stage.UNMASK)
+        cfg, t = self.config, self.config.threshold
+        b_pts: dict[int, list[tuple[int, int]]] = {u: [] for u in self._survivors}
+        s_pts: dict[int, list[tuple[int, int]]] = {u: [] for u in self._dropped}
+        for v, m in self._shares.items():
+            for owner, y in m.self_mask_shares:
+                b_pts[owner].append((v + 1, y))
+            for owner, y in m.key_shares:
+                s_pts[owner].append((v + 1, y))
+        short = [u for u, p in (*b_pts.items(), *s_pts.items()) if len(p) < t]
+        if short:
+            raise self._abort(ThresholdError(f"fewer than t={t} shares arrived for clients {short[:10]}"))
+        b_seeds = {u: shamir.reconstruct(p, t).to_bytes(33, "little") for u, p in b_pts.items()}
+        for u, seed in b_seeds.items():
+            if seed[16:] != bytes(17):
+                raise self._abort(
+                    InvalidMessageError(f"reconstructed self-mask seed of client {u} is invalid")
+                )
+        dropped_keys = {}
+        for u, p in s_pts.items():
+            raw = shamir.reconstruct(p, t).to_bytes(33, "little")
+            if raw[32] != 0:
+                raise self._abort(InvalidMessageError(f"reconstructed key of client {u} is out of range"))
+            key = kex.load_private(raw[:32])
+            if key.public_key().public_bytes_raw() != self._keys[u].s_pk:
+                raise self._abort(
+                    InvalidMessageError(f"key shares of client {u} do not match its public key")
+                )
+            dropped_keys[u] = key
+        total = self._sum
+        buf = PrgBuffer(cfg.vector_length)
+        for u in self._survivors:
+            np.subtract(total, buf.expand(b_seeds[u][:16]), out=total)
+        surv = set(self._survivors)
+        for u, key in dropped_keys.items():
+            for v in self._nbrs[u]:
+                if v not in surv:
+                    continue
+                seed = _common.mask_seed(cfg, u, key, v, kex.load_public(self._keys[v].s_pk))
+                # survivor v added sign(v, u) PRG(s_vu): + when v < u
+                if v < u:
+                    np.subtract(total, buf.expand(seed), out=total)
+                else:
+                    np.add(total, buf.expand(seed), out=total)
+        self._done = True
+        self._sum = np.zeros(0, dtype=np.uint32)
+        return total

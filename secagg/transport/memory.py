@@ -1,0 +1,229 @@
+"""In-memory transport: runs a whole round in one process, every message through its byte encoding.
+
+For simulation and tests. The transcript records exactly the bytes the server received and sent; byte
+counts and CPU seconds (time.process_time around each party's calls) feed the FL simulator's cost model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secagg.client import ClientSession
+from secagg.config import SecAggConfig
+from secagg.encoding import FixedPointEncoding
+from secagg.errors import SecAggConfigError
+from secagg.messages import Message, Stage, decode
+from secagg.server import ServerSession
+
+__all__ = ["STAGE_NAMES", "TranscriptEntry", "AggregateResult", "aggregate", "secure_sum"]
+
+T = TypeVar("T")
+STAGE_NAMES = {s: s.name.lower() for s in Stage}
+_BY_NAME = {v: k for k, v in STAGE_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    """One message as the server saw it: stage, 'up' (client -> server) or 'down', client id, raw bytes."""
+
+    stage: str
+    direction: str
+    client: int
+    payload: bytes
+
+
+@dataclass(frozen=True, eq=False)
+class AggregateResult:
+    """The ring sum of the survivors' inputs plus what the round cost and what the server saw."""
+
+    sum: np.ndarray
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    config: SecAggConfig
+    transcript: tuple[TranscriptEntry, ...]
+    bytes_up: dict[int, dict[str, int]]
+    bytes_down: dict[int, dict[str, int]]
+    client_cpu_s: dict[int, float]
+    server_cpu_s: float
+    encoding: FixedPointEncoding | None = field(default=None)
+
+    @property
+    def max_abs_error(self) -> float:
+        """Bound on the decoded float sum's error per coordinate (0 for integer inputs)."""
+        return 0.0 if self.encoding is None else self.encoding.max_sum_error(len(self.survivors))
+
+
+def _parse_dropouts(dropouts: Mapping[int, str | Stage] | None, ids: tuple[int, ...]) -> dict[int, Stage]:
+    out: dict[int, Stage] = {}
+    for cid, st in (dropouts or {}).items():
+        if cid not in ids:
+            raise SecAggConfigError(f"dropout for unknown client {cid}")
+        if isinstance(st, Stage):
+            out[cid] = st
+        elif st in _BY_NAME:
+            out[cid] = _BY_NAME[st]
+        else:
+            raise SecAggConfigError(
+                f"unknown stage {st!r} for client {cid}; expected one of {sorted(_BY_NAME)}"
+            )
+    return out
+
+
+def aggregate(
+    vectors: Sequence[np.ndarray] | Mapping[int, np.ndarray],
+    config: SecAggConfig | None = None,
+    *,
+    dropouts: Mapping[int, str | Stage] | None = None,
+    record_transcript: bool = True,
+    identity_keys: bool = False,
+) -> AggregateResult:
+    """Run one round over uint32 vectors (ids 0..n-1 for a sequence) and return their sum mod 2^32.
+
+    `dropouts[c] = stage` makes client c vanish before sending its message of that stage
+    ('advertise_keys', 'share_keys', 'masked_input', 'consistency', 'unmask'). The sum covers the
+    clients whose masked input arrived. Raises ThresholdError, revealing nothing, when too few remain.
+    `identity_keys=True` gives every client an Ed25519 key and turns on all signature checks.
+    """
+    inputs = dict(vectors) if isinstance(vectors, Mapping) else dict(enumerate(vectors))
+    if not inputs:
+        raise SecAggConfigError("no input vectors")
+    ids = tuple(sorted(inputs))
+    first = np.asarray(inputs[ids[0]])
+    if config is None:
+        config = SecAggConfig.create(ids, int(first.shape[0]) if first.ndim == 1 else 0)
+    if config.client_ids != ids:
+        raise SecAggConfigError("the config's client_ids differ from the ids of the input vectors")
+    for cid, x in inputs.items():
+        a = np.asarray(x)
+        if a.dtype != np.uint32 or a.shape != (config.vector_length,):
+            raise SecAggConfigError(
+                f"client {cid}: input must be uint32 of length {config.vector_length}, "
+                f"got {a.dtype} {a.shape}"
+            )
+    drop = _parse_dropouts(dropouts, ids)
+
+    idk = {cid: Ed25519PrivateKey.generate() for cid in ids} if identity_keys else None
+    pub = {cid: k.public_key() for cid, k in idk.items()} if idk else None
+    clients = {
+        cid: ClientSession(config, cid, identity_key=idk[cid] if idk else None, peer_identity_keys=pub)
+        for cid in ids
+    }
+    server = ServerSession(config, peer_identity_keys=pub)
+    transcript: list[TranscriptEntry] = []
+    up = {cid: dict.fromkeys(STAGE_NAMES.values(), 0) for cid in ids}
+    down = {cid: dict.fromkeys(STAGE_NAMES.values(), 0) for cid in ids}
+    cpu = dict.fromkeys(ids, 0.0)
+    server_cpu = 0.0
+
+    def on_client(cid: int, fn: Callable[[], T]) -> T:
+        c0 = time.process_time()
+        try:
+            return fn()
+        finally:
+            cpu[cid] += time.process_time() - c0
+
+    def on_server(fn: Callable[[], T]) -> T:
+        nonlocal server_cpu
+        c0 = time.process_time()
+        try:
+            return fn()
+        finally:
+            server_cpu += time.process_time() - c0
+
+    def send_up(stage: Stage, cid: int, msg: Message) -> None:
+        data = on_client(cid, msg.to_bytes)
+        up[cid][STAGE_NAMES[stage]] += len(data)
+        if record_transcript:
+            transcript.append(TranscriptEntry(STAGE_NAMES[stage], "up", cid, data))
+        on_server(lambda: server.receive(decode(data)))
+
+    def send_down(stage: Stage, cid: int, data: bytes) -> Message:
+        down[cid][STAGE_NAMES[stage]] += len(data)
+        if record_transcript:
+            transcript.append(TranscriptEntry(STAGE_NAMES[stage], "down", cid, data))
+        return on_client(cid, lambda: decode(data))
+
+    alive = [cid for cid in ids]
+
+    def still(stage: Stage) -> list[int]:
+        return [c for c in alive if not (c in drop and drop[c] <= stage)]
+
+    # stage 1: advertise keys
+    alive = still(Stage.ADVERTISE_KEYS)
+    for cid in alive:
+        send_up(Stage.ADVERTISE_KEYS, cid, on_client(cid, clients[cid].advertise_keys))
+    bcast = on_server(lambda: server.broadcast_keys().to_bytes())
+    # stage 2: share keys
+    inbox = {cid: send_down(Stage.SHARE_KEYS, cid, bcast) for cid in alive}
+    alive = still(Stage.SHARE_KEYS)
+    for cid in alive:
+        send_up(Stage.SHARE_KEYS, cid, on_client(cid, lambda c=cid: clients[c].share_keys(inbox[c])))
+    routed = on_server(lambda: {v: m.to_bytes() for v, m in server.route_shares().items()})
+    # stage 3: masked input
+    inbox = {cid: send_down(Stage.MASKED_INPUT, cid, routed[cid]) for cid in alive}
+    alive = still(Stage.MASKED_INPUT)
+    for cid in alive:
+        msg = on_client(cid, lambda c=cid: clients[c].masked_input(inbox[c], inputs[c]))
+        send_up(Stage.MASKED_INPUT, cid, msg)
+        del msg
+    survivor_list = on_server(lambda: server.request_consistency().to_bytes())
+    # stage 4: consistency
+    inbox = {cid: send_down(Stage.CONSISTENCY, cid, survivor_list) for cid in alive}
+    alive = still(Stage.CONSISTENCY)
+    for cid in alive:
+        send_up(Stage.CONSISTENCY, cid, on_client(cid, lambda c=cid: clients[c].consistency(inbox[c])))
+    request = on_server(lambda: server.request_unmask().to_bytes())
+    # stage 5: unmask
+    inbox = {cid: send_down(Stage.UNMASK, cid, request) for cid in alive}
+    alive = still(Stage.UNMASK)
+    for cid in alive:
+        send_up(Stage.UNMASK, cid, on_client(cid, lambda c=cid: clients[c].unmask(inbox[c])))
+    total = on_server(server.finish)
+    return AggregateResult(
+        sum=total,
+        survivors=server.survivors,
+        dropped=tuple(c for c in ids if c not in set(server.survivors)),
+        config=config,
+        transcript=tuple(transcript),
+        bytes_up=up,
+        bytes_down=down,
+        client_cpu_s=cpu,
+        server_cpu_s=server_cpu,
+    )
+
+
+def secure_sum(
+    vectors: Sequence[np.ndarray],
+    *,
+    clip_range: float,
+    bits: int | None = None,
+    dropouts: Mapping[int, str | Stage] | None = None,
+    rng: np.random.Generator | None = None,
+    config: SecAggConfig | None = None,
+    record_transcript: bool = False,
+) -> tuple[np.ndarray, AggregateResult]:
+    """Securely sum float vectors: clip to [-clip_range, clip_range], encode, aggregate, decode.
+
+    Returns (float64 sum of the survivors' clipped vectors, result); |error| <= result.max_abs_error
+    per coordinate. `bits` defaults to the most the cohort size allows (32 - ceil(log2 n)); `rng` drives
+    the (non-secret) stochastic rounding and defaults to an OS-seeded generator.
+    """
+    if len(vectors) == 0:
+        raise SecAggConfigError("no input vectors")
+    enc = FixedPointEncoding.for_clients(len(vectors), clip_range, bits)
+    gen = rng if rng is not None else np.random.default_rng()
+    encoded, enc_cpu = [], []
+    for v in vectors:
+        c0 = time.process_time()
+        encoded.append(enc.encode(v, gen))
+        enc_cpu.append(time.process_time() - c0)
+    result = aggregate(encoded, config, dropouts=dropouts, record_transcript=record_transcript)
+    cpu = {cid: s + enc_cpu[cid] for cid, s in result.client_cpu_s.items()}
+    result = replace(result, client_cpu_s=cpu, encoding=enc)
+    return enc.decode_sum(result.sum), result
