@@ -106,3 +106,18 @@ def test_client_with_no_data_is_an_error() -> None:
     model = build_model("logreg", (3,), 2)
     with pytest.raises(DataError, match="no data"):
         TorchClient(0, np.zeros((0, 3), np.float32), np.zeros(0, np.int64), "classification", model)
+
+
+def test_hundred_clients_in_one_process() -> None:
+    over = [
+        "data.dataset=breast_cancer",
+        "model.name=logreg",
+        "data.num_clients=100",
+        "data.partition=iid",
+        "run.rounds=2",
+        "train.local_epochs=1",
+        "centralized.enabled=false",
+    ]
+    res = run_experiment(build_config(overrides=over))
+    assert [r.completed for r in res.history] == [100, 100]
+    assert sum(res.info["client_sizes"]) == 455  # every training example belongs to exactly one client
