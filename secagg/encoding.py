@@ -47,7 +47,7 @@ class FixedPointEncoding:
 
     @classmethod
     def for_clients(cls, n_clients: int, clip_range: float, bits: int | None = None) -> FixedPointEncoding:
-        """The encoding for a round of `n_clients`: `bits` defaults to, and may not exceed, max_bits_for(n)."""
+        """Encoding for `n_clients`: `bits` defaults to, and may not exceed, max_bits_for(n)."""
         limit = max_bits_for(n_clients)
         if bits is None:
             bits = limit

@@ -37,4 +37,4 @@ class InvalidMessageError(SecAggError, ValueError):
 
 
 class UnsafeRequestError(SecAggError):
-    """An honest client refused a server request that that could reveal an individual input (Bonawitz 2017)."""
+    """An honest client refused a server request that could reveal one input (Bonawitz 2017)."""

@@ -1,0 +1,302 @@
+"""Security and correctness properties of the SecAgg+ round (the issue's "Security tests")."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secagg import (
+    ClientSession,
+    InvalidMessageError,
+    SecAggConfigError,
+    ServerSession,
+    StageError,
+    ThresholdError,
+    UnsafeRequestError,
+    aggregate,
+    secure_sum,
+)
+from secagg.messages import MaskedInput, UnmaskRequest, UnmaskShares, decode
+from secagg.transport.memory import STAGE_NAMES
+
+from ._helpers import make_config, run_to_unmask, vectors, wire
+
+STAGES = list(STAGE_NAMES.values())
+
+
+def _expected(xs, survivors):
+    out = np.zeros_like(next(iter(xs.values())))
+    for c in survivors:
+        out += xs[c]
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    data=st.data(),
+    complete=st.booleans(),
+)
+def test_exact_sum_under_random_dropouts_at_every_stage(data, complete):
+    n = 12
+    cfg = make_config(n, k=n - 1 if complete else 6, t=3)
+    xs = vectors(cfg, seed=data.draw(st.integers(0, 1000)))
+    who = data.draw(st.lists(st.sampled_from(range(n)), max_size=2, unique=True))
+    drops = {c: data.draw(st.sampled_from(STAGES)) for c in who}
+    r = aggregate(xs, cfg, dropouts=drops)
+    lost = {c for c, s in drops.items() if STAGES.index(s) <= STAGES.index("masked_input")}
+    assert set(r.survivors) == set(range(n)) - lost
+    assert np.array_equal(r.sum, _expected(xs, r.survivors))
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_heavy_dropouts_either_give_the_exact_sum_or_abort(data):
+    n = 10
+    cfg = make_config(n, k=4, t=3)
+    xs = vectors(cfg, 1)
+    who = data.draw(st.lists(st.sampled_from(range(n)), min_size=3, max_size=6, unique=True))
+    drops = {c: data.draw(st.sampled_from(STAGES)) for c in who}
+    try:
+        r = aggregate(xs, cfg, dropouts=drops)
+    except ThresholdError:
+        return
+    assert np.array_equal(r.sum, _expected(xs, r.survivors))
+
+
+def test_larger_round_with_parameters_from_choose():
+    xs = {c: np.full(100, c, dtype=np.uint32) for c in range(60)}
+    drops = {c: "masked_input" for c in range(0, 60, 10)} | {3: "unmask", 4: "share_keys"}
+    r = aggregate(xs, dropouts=drops)
+    assert not r.config.complete_graph
+    assert np.array_equal(r.sum, _expected(xs, r.survivors))
+
+
+def test_identity_keys_enable_signed_rounds():
+    cfg = make_config(10, k=6, t=3)
+    xs = vectors(cfg, 2)
+    r = aggregate(xs, cfg, dropouts={5: "masked_input", 6: "consistency"}, identity_keys=True)
+    assert np.array_equal(r.sum, _expected(xs, r.survivors))
+
+
+def _masked_of(result, client):
+    for e in result.transcript:
+        if e.direction == "up" and e.stage == "masked_input" and e.client == client:
+            return decode(e.payload).masked.astype(np.float64)
+    raise AssertionError("no masked input in transcript")
+
+
+def test_server_view_of_a_client_is_independent_of_its_input():
+    cfg = make_config(6, k=5, t=3, d=20_000)
+    base = vectors(cfg, 3)
+    inputs = {
+        "zeros": np.zeros(cfg.vector_length, dtype=np.uint32),
+        "ramp": np.arange(cfg.vector_length, dtype=np.uint32) * 214_013,
+    }
+    views = {}
+    for name, x in inputs.items():
+        xs = dict(base)
+        xs[0] = x
+        r = aggregate(xs, cfg, dropouts={1: "masked_input"})
+        y = _masked_of(r, 0)
+        views[name] = y
+        # no correlation with the input (|rho| < 5 / sqrt(d) for independent vectors)
+        if name == "ramp":
+            rho = np.corrcoef(y, x.astype(np.float64))[0, 1]
+            assert abs(rho) < 5 / np.sqrt(y.size)
+        # uniform on Z_{2^32}: chi-square of the top nibble
+        counts = np.bincount((y // 2.0**28).astype(int), minlength=16)
+        assert ((counts - y.size / 16) ** 2 / (y.size / 16)).sum() < 60
+        # nothing else the server saw from client 0 carries the input
+        raw = x.tobytes()[:64]
+        assert not any(raw in e.payload for e in r.transcript if e.client == 0 and name == "ramp")
+    # same distribution for both inputs: two-sample Kolmogorov-Smirnov statistic below the 1e-4 level
+    a, b = np.sort(views["zeros"]), np.sort(views["ramp"])
+    grid = np.linspace(0, 2**32, 257)
+    ks = np.abs(np.searchsorted(a, grid) - np.searchsorted(b, grid)).max() / a.size
+    assert ks < 2.2 * np.sqrt(2 / a.size)
+
+
+def test_server_asking_for_both_shares_of_one_client_is_refused():
+    cfg = make_config(8, k=4, t=3)
+    xs = vectors(cfg, 4)
+    alive, server, req = run_to_unmask(cfg, xs, drop_masked=(2,))
+    victim = req.survivors[0]
+    forged = UnmaskRequest(
+        req.round_id, req.survivors, tuple(sorted(req.dropped + (victim,))), req.signatures
+    )
+    some = next(c for c in alive.values())
+    with pytest.raises(UnsafeRequestError, match="both"):
+        some.unmask(wire(forged))
+    # a client that answered once never answers again (so it never gives the other share later)
+    other = next(c for cid, c in alive.items() if c is not some)
+    reply = other.unmask(wire(req))
+    assert isinstance(reply, UnmaskShares)
+    swapped = UnmaskRequest(
+        req.round_id, tuple(s for s in req.survivors if s != victim), tuple(sorted(req.dropped + (victim,)))
+    )
+    with pytest.raises(StageError):
+        other.unmask(wire(swapped))
+
+
+def test_client_refuses_inconsistent_or_too_small_survivor_lists():
+    cfg = make_config(10, k=6, t=3, min_survivors=8)
+    xs = vectors(cfg, 5)
+    alive, server, req = run_to_unmask(cfg, xs, drop_masked=(9,))
+    shrunk = UnmaskRequest(
+        req.round_id, req.survivors[:-1], tuple(sorted(req.dropped + (req.survivors[-1],)))
+    )
+    with pytest.raises(UnsafeRequestError, match="differs"):
+        alive[0].unmask(wire(shrunk))
+    # the server claims only 7 survivors: below every client's minimum cohort of 8
+    alive, server, req = run_to_unmask(cfg, xs, drop_masked=(8, 9))
+    with pytest.raises(UnsafeRequestError, match="minimum cohort"):
+        alive[0]._check_survivors(req.survivors[:7])
+    forged = dataclasses.replace(req, survivors=req.survivors[:7])
+    with pytest.raises(UnsafeRequestError):
+        alive[1].unmask(wire(forged))
+
+
+def test_unmask_with_forged_consistency_signatures_is_refused():
+    cfg = make_config(6, k=4, t=3)
+    keys = {c: Ed25519PrivateKey.generate() for c in cfg.client_ids}
+    pub = {c: k.public_key() for c, k in keys.items()}
+    clients = {c: ClientSession(cfg, c, identity_key=keys[c], peer_identity_keys=pub) for c in cfg.client_ids}
+    server = ServerSession(cfg, peer_identity_keys=pub)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    b = wire(server.broadcast_keys())
+    for c in clients.values():
+        server.receive(wire(c.share_keys(b)))
+    routed = server.route_shares()
+    xs = vectors(cfg, 6)
+    for cid, c in clients.items():
+        server.receive(wire(c.masked_input(wire(routed[cid]), xs[cid])))
+    sl = wire(server.request_consistency())
+    for c in clients.values():
+        server.receive(wire(c.consistency(sl)))
+    req = server.request_unmask()
+    bad = list(req.signatures)
+    bad[0] = (bad[0][0], bytes(64))
+    with pytest.raises(InvalidMessageError, match="signature"):
+        clients[1].unmask(wire(dataclasses.replace(req, signatures=tuple(bad))))
+    with pytest.raises(UnsafeRequestError, match="signatures"):
+        clients[2].unmask(wire(dataclasses.replace(req, signatures=req.signatures[:2])))
+    # forged advertised keys are caught by the server before anything is shared
+    fresh = ServerSession(cfg, peer_identity_keys=pub)
+    adv = ClientSession(cfg, 0, identity_key=keys[1], peer_identity_keys=pub).advertise_keys()
+    with pytest.raises(InvalidMessageError, match="signature"):
+        fresh.receive(wire(adv))
+
+
+def test_t_minus_1_colluders_plus_server_cannot_unmask_an_honest_client():
+    cfg = make_config(20, k=8, t=5)
+    xs = vectors(cfg, 7)
+    drops = {3: "masked_input", 9: "masked_input", 11: "unmask"}
+    r = aggregate(xs, cfg, dropouts=drops)
+    revealed_b: dict[int, set[int]] = {}
+    revealed_s: dict[int, set[int]] = {}
+    holders: dict[int, set[int]] = {}
+    for e in r.transcript:
+        if e.direction == "up" and e.stage == "unmask":
+            m = decode(e.payload)
+            for owner, _ in m.self_mask_shares:
+                revealed_b.setdefault(owner, set()).add(m.sender)
+            for owner, _ in m.key_shares:
+                revealed_s.setdefault(owner, set()).add(m.sender)
+        if e.direction == "up" and e.stage == "share_keys":
+            m = decode(e.payload)
+            holders[m.sender] = {v for v, _ in m.ciphertexts}
+    survivors, t = set(r.survivors), cfg.threshold
+    for u in cfg.client_ids:
+        # an honest client's two secrets are never both revealed
+        assert not (revealed_b.get(u) and revealed_s.get(u))
+        assert len(holders[u]) == cfg.neighbours
+        if u not in survivors:
+            continue
+        # worst coalition: t - 1 of u's holders join the server. They hold t - 1 key shares of u, and the
+        # server saw none, so s_u stays hidden; the pairwise masks of u with its other surviving
+        # neighbours are then unknown to the coalition, and at least one such neighbour exists.
+        assert not revealed_s.get(u)
+        surviving_nbrs = holders[u] & survivors
+        for coalition in itertools.combinations(sorted(holders[u]), t - 1):
+            assert len(surviving_nbrs - set(coalition)) >= 1
+    # and t - 1 key shares really are not enough: reconstruction refuses
+    from secagg.hazmat import shamir
+
+    with pytest.raises(ThresholdError):
+        shamir.reconstruct([(1, 5)] * 0 + [(i + 1, 7) for i in range(t - 1)], t)
+
+
+def test_round_below_threshold_aborts_before_anything_is_revealed():
+    cfg = make_config(8, k=4, t=3)
+    xs = vectors(cfg, 8)
+    with pytest.raises(ThresholdError):
+        aggregate(xs, cfg, dropouts={c: "masked_input" for c in range(5)})
+    # by hand: the server aborts at request_consistency, before any unmask request exists
+    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    server = ServerSession(cfg)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    b = wire(server.broadcast_keys())
+    for c in clients.values():
+        server.receive(wire(c.share_keys(b)))
+    routed = server.route_shares()
+    for cid in (5, 6, 7):
+        server.receive(wire(clients[cid].masked_input(wire(routed[cid]), xs[cid])))
+    with pytest.raises(ThresholdError):
+        server.request_consistency()
+    with pytest.raises(StageError):
+        server.request_unmask()
+    # too few unmask replies: finish aborts without returning a sum, and stays aborted
+    alive, server, req = run_to_unmask(cfg, xs)
+    for cid in (0, 1):
+        server.receive(wire(alive[cid].unmask(wire(req))))
+    with pytest.raises(ThresholdError):
+        server.finish()
+    with pytest.raises(StageError):
+        server.finish()
+
+
+def test_secure_sum_of_floats_within_stated_error():
+    rng = np.random.default_rng(9)
+    vecs = [rng.normal(0, 0.5, 300).astype(np.float32) for _ in range(12)]
+    cfg = make_config(12, k=6, t=3, d=300)
+    total, r = secure_sum(vecs, clip_range=1.0, dropouts={4: "masked_input"}, rng=rng, config=cfg)
+    ref = np.clip(np.stack([vecs[c] for c in r.survivors]).astype(np.float64), -1, 1).sum(0)
+    assert np.abs(total - ref).max() <= r.max_abs_error
+    assert r.max_abs_error == pytest.approx(11 / r.encoding.scale)
+    assert all(v > 0 for v in r.client_cpu_s.values())
+    up = [sum(r.bytes_up[c].values()) for c in r.survivors]
+    assert min(up) >= 4 * 300 and max(up) < 4 * 300 * 2.5
+
+
+def test_driver_rejects_bad_arguments():
+    cfg = make_config(6, k=4, t=3)
+    xs = vectors(cfg, 0)
+    with pytest.raises(SecAggConfigError):
+        aggregate(xs, cfg, dropouts={0: "later"})
+    with pytest.raises(SecAggConfigError):
+        aggregate(xs, cfg, dropouts={99: "unmask"})
+    with pytest.raises(SecAggConfigError):
+        aggregate({c: v.astype(np.int64) for c, v in xs.items()}, cfg)
+    with pytest.raises(SecAggConfigError):
+        aggregate(list(xs.values())[:5], cfg)
+    with pytest.raises(SecAggConfigError):
+        aggregate([], cfg)
+    with pytest.raises(SecAggConfigError):
+        ClientSession(cfg, 42)
+    with pytest.raises(SecAggConfigError):
+        ClientSession(cfg, 0, peer_identity_keys={0: bytes(32)})
+
+
+def test_masked_input_message_type_is_not_confused_with_plain_input():
+    cfg = make_config(6, k=4, t=3)
+    xs = vectors(cfg, 0)
+    alive, server, req = run_to_unmask(cfg, xs)
+    assert isinstance(wire(MaskedInput(b"round-1", 0, xs[0])), MaskedInput)
