@@ -1,0 +1,181 @@
+"""Benchmark privagg's SecAgg+ against its cost floor and, optionally, Flower's SecAgg+ on the same inputs.
+
+Run by hand (one process, one core of work at a time):
+    .venv/bin/python benchmarks/secagg_bench.py                          # quick default subset
+    .venv/bin/python benchmarks/secagg_bench.py --n 100 --d 1000000 --drop 0.1 \
+        --flower-python /work/flwr-venv/bin/python                       # plus Flower, same point
+Columns: per-client CPU s (median survivor, fixed-point encoding included), server CPU s, bytes up/down
+per client, upload / (4 d), and ratios to the cost floor (PRG expansions alone, timed in this run) and
+to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod (../shared/anchors/flower_secaggplus_bench.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from secagg import FixedPointEncoding, SecAggConfig, SecAggConfigError, aggregate  # noqa: E402
+from secagg.hazmat.prg import PrgBuffer  # noqa: E402
+
+ANCHOR = ROOT / ".." / "shared" / "anchors" / "flower_secaggplus_bench.py"
+
+
+def prg_seconds(d: int, reps: int = 7) -> float:
+    """CPU seconds of one PRG expansion of d words (median), the unit of the cost floor."""
+    buf, key, times = PrgBuffer(d), bytes(range(16)), []
+    for _ in range(reps):
+        c0 = time.process_time()
+        buf.expand(key)
+        times.append(time.process_time() - c0)
+    return statistics.median(times)
+
+
+def encode_seconds(d: int, n: int, reps: int = 3) -> float:
+    """CPU seconds to clip + scale + stochastically round one float32 vector (median)."""
+    enc = FixedPointEncoding.for_clients(n, 1.0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.05, d).astype(np.float32)
+    times = []
+    for _ in range(reps):
+        c0 = time.process_time()
+        enc.encode(x, rng)
+        times.append(time.process_time() - c0)
+    return statistics.median(times)
+
+
+def run_privagg(n: int, d: int, drop: float, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    design = max(drop, 0.1)
+    cfg = SecAggConfig.create(range(n), d, dropout_rate=design)
+    bases = [rng.integers(0, 2**32, d, dtype=np.uint32) for _ in range(4)]
+    xs = [bases[i % 4] for i in range(n)]
+    n_drop = int(round(drop * n))
+    dropped = rng.choice(n, n_drop, replace=False).tolist() if n_drop else []
+    r = aggregate(xs, cfg, dropouts={c: "masked_input" for c in dropped}, record_transcript=False)
+    expect = np.zeros(d, dtype=np.uint32)
+    for c in r.survivors:
+        expect += xs[c]
+    enc_s = encode_seconds(d, n)
+    k = min(cfg.neighbours, n - 1)
+    surv = r.survivors
+    t_prg = prg_seconds(d)
+    return {
+        "system": "privagg",
+        "n": n,
+        "d": d,
+        "drop": drop,
+        "k": k,
+        "t": cfg.threshold,
+        "ok": bool(np.array_equal(expect, r.sum)),
+        "client_s": statistics.median(r.client_cpu_s[c] for c in surv) + enc_s,
+        "server_s": r.server_cpu_s,
+        "up": statistics.median(sum(r.bytes_up[c].values()) for c in surv),
+        "down": statistics.median(sum(r.bytes_down[c].values()) for c in surv),
+        # floor: a client expands its self mask and k pairwise masks; the server expands each survivor's
+        # self mask and, per dropped client, the masks with its surviving neighbours (expected k (1 - drop))
+        "client_floor_s": (k + 1) * t_prg,
+        "server_floor_s": (len(surv) + n_drop * k * (1 - drop)) * t_prg,
+    }
+
+
+def run_flower(python: str, n: int, d: int, drop: float, reps: int, timeout: int) -> dict | None:
+    cmd = [python, str(ANCHOR), "--n", str(n), "--d", str(d), "--drop", str(drop), "--reps", str(reps)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"  flower run failed for n={n} d={d} drop={drop}: {exc}", file=sys.stderr)
+        return None
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if not rows:
+        return None
+    med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+    return {
+        "system": "flower",
+        "n": n,
+        "d": d,
+        "drop": drop,
+        "k": rows[0]["k"],
+        "t": rows[0]["t"],
+        "ok": all(r["completed"] for r in rows),
+        "client_s": med("client_cpu_median_s"),
+        "server_s": med("server_cpu_s"),
+        "up": med("bytes_up_per_client"),
+        "down": med("bytes_down_per_client"),
+    }
+
+
+def fmt_bytes(b: float) -> str:
+    return f"{b / 1e6:.2f} MB" if b >= 1e5 else f"{b / 1e3:.1f} kB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, nargs="+", default=[10, 100])
+    ap.add_argument("--d", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--drop", type=float, nargs="+", default=[0.0, 0.1])
+    ap.add_argument("--reps", type=int, default=1, help="privagg repetitions per point (median reported)")
+    ap.add_argument("--flower-python", default=None, help="interpreter with flwr==1.42.0 installed")
+    ap.add_argument("--flower-reps", type=int, default=1)
+    ap.add_argument("--flower-timeout", type=int, default=1800)
+    ap.add_argument("--json", default=None, help="append every row as JSON to this file")
+    args = ap.parse_args()
+
+    rows = []
+    for n in args.n:
+        for d in args.d:
+            for drop in args.drop:
+                try:
+                    reps = [run_privagg(n, d, drop, seed) for seed in range(args.reps)]
+                except SecAggConfigError as exc:
+                    print(f"skip n={n} drop={drop}: {exc}", file=sys.stderr)
+                    continue
+                ours = dict(reps[0])
+                for key in ("client_s", "server_s"):
+                    ours[key] = statistics.median(r[key] for r in reps)
+                ours["ok"] = all(r["ok"] for r in reps)
+                fl = None
+                if args.flower_python:
+                    fl = run_flower(args.flower_python, n, d, drop, args.flower_reps, args.flower_timeout)
+                ours["flower"] = fl
+                rows.append(ours)
+                print(json.dumps(ours), file=sys.stderr, flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(ours) + "\n")
+
+    head = (
+        "| n | d | drop | k / t | exact | client s | server s | up / client | up / 4d | down / client "
+        "| client / floor | server / floor | Flower client s | Flower server s | Flower up "
+        "| server vs Flower |"
+    )
+    print(head)
+    print("|" + "|".join(["---"] * (head.count("|") - 1)) + "|")
+    for r in rows:
+        fl = r["flower"]
+        fcols = (
+            f"{fl['client_s']:.3f} | {fl['server_s']:.2f} | {fmt_bytes(fl['up'])} | "
+            f"{fl['server_s'] / r['server_s']:.1f}x faster"
+            if fl
+            else "- | - | - | -"
+        )
+        print(
+            f"| {r['n']} | {r['d']:.0e} | {r['drop']:.0%} | {r['k']} / {r['t']} "
+            f"| {'yes' if r['ok'] else 'NO'} | {r['client_s']:.4f} | {r['server_s']:.3f} "
+            f"| {fmt_bytes(r['up'])} | {r['up'] / (4 * r['d']):.3f} "
+            f"| {fmt_bytes(r['down'])} | {r['client_s'] / r['client_floor_s']:.1f} "
+            f"| {r['server_s'] / r['server_floor_s']:.1f} | {fcols} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
