@@ -78,6 +78,16 @@ class _Reader:
         self.pos = end
         return out
 
+    def skip(self, n: int) -> int:
+        """Advance over n bytes without copying them; returns the start offset."""
+        start = self.pos
+        if n < 0 or start + n > len(self.data):
+            raise InvalidMessageError(
+                f"truncated message: need {n} bytes at offset {start}, have {len(self.data)}"
+            )
+        self.pos = start + n
+        return start
+
     def u8(self) -> int:
         return self.take(1)[0]
 
@@ -266,8 +276,7 @@ class MaskedInput(_Base):
     def _read(cls, r: _Reader, round_id: bytes) -> MaskedInput:
         sender = r.u32()
         n = r.count(4)
-        start = r.pos
-        r.take(4 * n)
+        start = r.skip(4 * n)
         arr = np.frombuffer(r.data, dtype="<u4", count=n, offset=start)
         return cls(round_id, sender, arr)
 
