@@ -50,9 +50,9 @@ def dp_sgd(noise_multiplier: float, sample_rate: float, steps: int) -> dpa.DpEve
     return repeated(poisson_round(noise_multiplier, sample_rate), steps)
 
 
-def zcdp(rho: float) -> dpa.ZCDpEvent:
-    """A rho-zCDP mechanism (Bun & Steinke 2016); used for the distributed discrete Gaussian (RDP only)."""
-    return dpa.ZCDpEvent(check_nonnegative("rho", rho))
+def zcdp(rho: float, xi: float = 0.0) -> dpa.ZCDpEvent:
+    """(xi, rho)-zCDP: RDP(a) <= xi + rho a (Bun & Steinke 2016); the discrete mechanism's event."""
+    return dpa.ZCDpEvent(check_nonnegative("rho", rho), check_nonnegative("xi", xi))
 
 
 def composed(events: list[dpa.DpEvent]) -> dpa.DpEvent:
