@@ -13,6 +13,7 @@ import argparse
 import time
 
 from fl_core.config import build_config
+from fl_core.errors import PartitionError
 from fl_core.experiment import run_experiment
 
 SETUPS = {"digits": "cnn", "breast_cancer": "mlp"}
@@ -62,7 +63,11 @@ def main() -> None:
                     f"centralized.enabled={central is None}".lower(),
                 ]
                 t0 = time.perf_counter()
-                res = run_experiment(build_config(overrides=over))
+                try:
+                    res = run_experiment(build_config(overrides=over))
+                except PartitionError as exc:
+                    print(f"| {dataset} | {model} | {n} | {label} | partition infeasible: {exc} |||||")
+                    continue
                 wall = time.perf_counter() - t0
                 if central is None:
                     central = res.centralized[-1]["accuracy"]

@@ -87,10 +87,60 @@ def run(
     line = f"done: FL {key}={summary['fl'][key]:.4f}"
     if summary.get("centralized"):
         line += f"  centralized {key}={summary['centralized'][key]:.4f}"
-        reach = summary['rounds_to_95pct_centralized']
+        reach = summary["rounds_to_95pct_centralized"]
         line += f"  rounds to 95% of centralized: {reach if reach is not None else 'not reached'}"
     console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"run folder: {path}", markup=False, highlight=False)
+
+
+@app.command()
+def budget(
+    sampling_rate: Annotated[float, typer.Option("--sampling-rate", "-q", help="Poisson sampling rate q.")],
+    rounds: Annotated[int, typer.Option("--rounds", "-r", help="Number of rounds (or DP-SGD steps).")],
+    delta: Annotated[float, typer.Option("--delta", "-d", help="Target delta.")] = 1e-5,
+    noise_multiplier: Annotated[
+        float | None, typer.Option("--noise-multiplier", "-z", help="Epsilon for this noise multiplier.")
+    ] = None,
+    target_epsilon: Annotated[
+        float | None, typer.Option("--target-epsilon", "-e", help="Noise multiplier for this epsilon.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Accounting without training: epsilon for a noise multiplier, or the noise for a target epsilon.
+
+    Both by PLD (the number privagg reports) and RDP (a cross-check; always >= PLD up to discretization).
+    """
+    import json
+
+    from rich.table import Table
+
+    from dp.accountant import epsilon_for
+    from dp.calibration import calibrate_noise
+
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise typer.BadParameter("give exactly one of --noise-multiplier and --target-epsilon")
+    out: dict[str, object] = {"sampling_rate": sampling_rate, "rounds": rounds, "delta": delta}
+    if noise_multiplier is not None:
+        out["noise_multiplier"] = noise_multiplier
+        out["epsilon_pld"] = epsilon_for(noise_multiplier, sampling_rate, rounds, delta, method="pld")
+        out["epsilon_rdp"] = epsilon_for(noise_multiplier, sampling_rate, rounds, delta, method="rdp")
+    else:
+        target = float(target_epsilon or 0.0)
+        out["target_epsilon"] = target
+        z_pld = calibrate_noise(target, delta, sampling_rate, rounds, method="pld")
+        z_rdp = calibrate_noise(target, delta, sampling_rate, rounds, method="rdp")
+        out["noise_multiplier_pld"] = z_pld
+        out["noise_multiplier_rdp"] = z_rdp
+        out["epsilon_pld_at_pld_noise"] = epsilon_for(z_pld, sampling_rate, rounds, delta, method="pld")
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table = Table(title="privagg budget (Poisson-sampled Gaussian, add/remove neighbours)")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, val in out.items():
+        table.add_row(key, f"{val:.6g}" if isinstance(val, float) else str(val))
+    Console().print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dp.errors import DPError
 from fl_core.errors import ConfigError, FLError
+from secagg.errors import SecAggError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (FLError,)
+USER_ERRORS: tuple[type[BaseException], ...] = (FLError, DPError, SecAggError)
 
-__all__ = ["USER_ERRORS", "ConfigError", "FLError"]
+__all__ = ["USER_ERRORS", "ConfigError", "DPError", "FLError", "SecAggError"]
