@@ -85,6 +85,17 @@ def _event_key(event: dpa.DpEvent) -> str:
     return json.dumps(event_to_dict(event), sort_keys=True)
 
 
+def _flatten(event: dpa.DpEvent, count: int, counts: Counter[str]) -> None:
+    """Canonical grouping: SelfComposed(e, k) x c -> e x (k c); Composed([a, b]) x c -> a x c, b x c."""
+    if isinstance(event, dpa.SelfComposedDpEvent):
+        _flatten(event.event, event.count * count, counts)
+    elif isinstance(event, dpa.ComposedDpEvent):
+        for part in event.events:
+            _flatten(part, count, counts)
+    elif not isinstance(event, dpa.NoOpDpEvent):
+        counts[_event_key(event)] += count
+
+
 # ---------------------------------------------------------------- the pure computation (cached)
 
 
@@ -264,9 +275,9 @@ class PrivacyAccountant:
     def _groups(self, extra: tuple[dpa.DpEvent, int] | None = None) -> tuple[tuple[str, int], ...]:
         counts: Counter[str] = Counter()
         for e in self._entries:
-            counts[_event_key(e.event)] += e.count
+            _flatten(e.event, e.count, counts)
         if extra is not None:
-            counts[_event_key(extra[0])] += extra[1]
+            _flatten(extra[0], extra[1], counts)
         return tuple(sorted(counts.items()))
 
     def _delta_or_default(self, delta: float | None) -> float:

@@ -1,0 +1,268 @@
+"""Sample-level DP-SGD for one client's local training through Opacus (Abadi et al. CCS 2016).
+
+Per step: Poisson-sample a batch at rate q = B/N (numpy generator), compute per-sample gradients with
+the fastest Opacus grad-sample mode the model supports, clip each to C, add N(0, (z C)^2) from a
+torch generator seeded by the OS (or a user seed, then flagged `seeded`), and divide by the public
+expected batch size B, never by the realized batch size nor by anything derived from N.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+from opacus.grad_sample.utils import prepare_module
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+from opacus.validators import ModuleValidator
+from torch import nn
+
+from dp import events as _events
+from dp._checks import check_count, check_delta, check_nonnegative, check_positive
+from dp.accountant import epsilon_for
+from dp.calibration import calibrate_dp_sgd, dp_sgd_steps
+from dp.errors import InvalidPrivacyParameterError, UnsupportedModelError
+
+GradSampleMode = Literal["auto", "ghost", "hooks", "ew", "functorch"]
+__all__ = [
+    "DPSGDConfig",
+    "LocalDPResult",
+    "calibrate_dp_sgd",
+    "check_model",
+    "choose_grad_sample_mode",
+    "train_dp_sgd",
+]
+_MODES = ("auto", "ghost", "hooks", "ew", "functorch")
+
+
+@dataclass(frozen=True)
+class DPSGDConfig:
+    """DP-SGD hyper-parameters; batch_size is the expected (public) batch, Poisson rate = batch_size / N."""
+
+    noise_multiplier: float
+    max_grad_norm: float
+    batch_size: int
+    epochs: int = 1
+    lr: float = 0.1
+    momentum: float = 0.0
+    delta: float = 1e-5
+    grad_sample_mode: GradSampleMode = "auto"
+
+    def __post_init__(self) -> None:
+        check_positive("noise_multiplier", self.noise_multiplier)
+        check_positive("max_grad_norm", self.max_grad_norm)
+        check_count("batch_size", self.batch_size)
+        check_count("epochs", self.epochs)
+        check_positive("lr", self.lr)
+        check_nonnegative("momentum", self.momentum)
+        check_delta(self.delta)
+        if self.grad_sample_mode not in _MODES:
+            raise InvalidPrivacyParameterError(
+                f"grad_sample_mode must be one of {_MODES}, found {self.grad_sample_mode!r}"
+            )
+
+
+@dataclass(frozen=True)
+class LocalDPResult:
+    """What one client's DP-SGD run cost and did; `event` is what its ledger should commit."""
+
+    epsilon: float
+    delta: float
+    steps: int
+    sample_rate: float
+    noise_multiplier: float
+    grad_sample_mode: str
+    mean_loss: float
+    first_epoch_loss: float
+    last_epoch_loss: float
+    samples_per_second: float
+    seeded: bool
+    event: object
+
+
+_FIXES = {
+    "BatchNorm": "replace it with nn.GroupNorm (or run opacus.validators.ModuleValidator.fix(model))",
+    "GRU": "use opacus.layers.DPGRU",
+    "LSTM": "use opacus.layers.DPLSTM",
+    "RNN": "use opacus.layers.DPRNN",
+    "MultiheadAttention": "use opacus.layers.DPMultiheadAttention",
+    "InstanceNorm": "set track_running_stats=False or use nn.GroupNorm",
+}
+
+
+def check_model(model: nn.Module) -> None:
+    """Reject, before any training, a model Opacus cannot train privately; names the layer and the fix."""
+    problems = []
+    for name, module in model.named_modules():
+        validator = ModuleValidator.VALIDATORS.get(type(module))
+        if validator is None or not validator(module):
+            continue
+        kind = next((k for k in _FIXES if k in type(module).__name__), None)
+        fix = _FIXES.get(kind or "", "run opacus.validators.ModuleValidator.fix(model) or replace the layer")
+        problems.append(f"layer '{name or '<root>'}' ({type(module).__name__}): {fix}")
+    if not problems and ModuleValidator.validate(model, strict=False):
+        problems.append("run opacus.validators.ModuleValidator.validate(model) for details")
+    if problems:
+        raise UnsupportedModelError("model cannot be trained with DP-SGD: " + "; ".join(problems))
+
+
+def _trainable_leaf_types(model: nn.Module) -> set[type]:
+    return {type(m) for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))}
+
+
+def choose_grad_sample_mode(model: nn.Module) -> str:
+    """'ghost' if every trainable layer has an Opacus grad/norm sampler, else 'hooks' (functorch fallback)."""
+    known = set(GradSampleModuleFastGradientClipping.GRAD_SAMPLERS) | set(
+        GradSampleModuleFastGradientClipping.NORM_SAMPLERS
+    )
+    return "ghost" if _trainable_leaf_types(model) <= known else "hooks"
+
+
+class _PerSampleMSE(nn.Module):
+    """MSE whose reduction="none" is one value per sample (what ghost clipping needs); mean = nn.MSELoss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = "mean"
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_sample = ((out - target) ** 2).reshape(out.shape[0], -1).mean(dim=1)
+        if self.reduction == "none":
+            return per_sample
+        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
+
+
+def _loss_fn(loss: str) -> nn.Module:
+    if loss == "cross_entropy":
+        return nn.CrossEntropyLoss(reduction="mean")
+    if loss == "mse":
+        return _PerSampleMSE()
+    raise InvalidPrivacyParameterError(f"loss must be 'cross_entropy' or 'mse', found {loss!r}")
+
+
+def train_dp_sgd(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Literal["cross_entropy", "mse"],
+    config: DPSGDConfig,
+    *,
+    seed: int | None = None,
+) -> LocalDPResult:
+    """Train `model` in place with DP-SGD; epsilon is PLD, the accountant's number for (q, z, steps)."""
+    check_model(model)
+    n = int(len(x))
+    if n != len(y):
+        raise InvalidPrivacyParameterError(f"x and y must have the same length, found {n} and {len(y)}")
+    steps = dp_sgd_steps(n, config.batch_size, config.epochs)
+    q = config.batch_size / n
+    check_delta(config.delta, population=n)
+    criterion = _loss_fn(loss)
+    mode = choose_grad_sample_mode(model) if config.grad_sample_mode == "auto" else config.grad_sample_mode
+
+    seeded = seed is not None
+    if seeded:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InvalidPrivacyParameterError(f"seed must be a non-negative integer or None, found {seed!r}")
+        entropy = int(seed)
+    else:
+        entropy = int.from_bytes(os.urandom(8), "big") >> 1
+    sampler = np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, 0])))
+    noise_gen = torch.Generator().manual_seed(int(np.random.SeedSequence([entropy, 1]).generate_state(1)[0]))
+
+    xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+    yt = torch.as_tensor(np.ascontiguousarray(y))
+    if loss == "mse":
+        yt = yt.to(torch.float32)
+    base_opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    ghost = mode == "ghost"
+    if ghost:
+        gsm = prepare_module(model, "ghost", loss_reduction="mean", max_grad_norm=config.max_grad_norm)
+        opt_cls: type[DPOptimizer] = DPOptimizerFastGradientClipping
+    else:
+        gsm = prepare_module(model, mode, loss_reduction="mean")
+        opt_cls = DPOptimizer
+    opt = opt_cls(
+        base_opt,
+        noise_multiplier=config.noise_multiplier,
+        max_grad_norm=config.max_grad_norm,
+        expected_batch_size=config.batch_size,
+        loss_reduction="mean",
+        generator=noise_gen,
+    )
+    dp_loss = DPLossFastGradientClipping(gsm, opt, criterion, "mean") if ghost else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    std = config.noise_multiplier * config.max_grad_norm
+
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    gsm.train()
+    losses: list[float] = []
+    epoch_losses: list[float] = []
+    steps_per_epoch = steps // config.epochs
+    first = last = float("nan")
+    t0 = time.perf_counter()
+    try:
+        for step in range(steps):
+            idx = np.flatnonzero(sampler.random(n) < q)
+            opt.zero_grad(set_to_none=True)
+            if idx.size == 0:
+                # An empty Poisson batch still releases noise: (0 + N(0, (zC)^2)) / B.
+                with torch.no_grad():
+                    for p in params:
+                        p.grad = torch.normal(0.0, std, size=p.shape, generator=noise_gen) / config.batch_size
+                base_opt.step()
+                continue
+            ti = torch.from_numpy(idx)
+            out = gsm(xt[ti])
+            target = yt[ti]
+            if loss == "mse" and out.dim() == 2 and target.dim() == 1:
+                target = target.unsqueeze(1)
+            if ghost:
+                batch_loss = dp_loss(out, target)
+            else:
+                batch_loss = criterion(out, target)
+            batch_loss.backward()
+            opt.step()
+            value = float(batch_loss.item())
+            losses.append(value)
+            epoch_losses.append(value)
+            if (step + 1) % steps_per_epoch == 0:
+                losses_epoch_mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
+                if step + 1 == steps_per_epoch:
+                    first = losses_epoch_mean
+                last = losses_epoch_mean
+                epoch_losses = []
+    finally:
+        elapsed = time.perf_counter() - t0
+        torch.set_num_threads(prev_threads)
+        opt.zero_grad(set_to_none=True)
+        _unwrap(gsm)
+    event = _events.dp_sgd(config.noise_multiplier, q, steps)
+    return LocalDPResult(
+        epsilon=epsilon_for(config.noise_multiplier, q, steps, config.delta),
+        delta=config.delta,
+        steps=steps,
+        sample_rate=q,
+        noise_multiplier=config.noise_multiplier,
+        grad_sample_mode=mode,
+        mean_loss=float(np.mean(losses)) if losses else float("nan"),
+        first_epoch_loss=first,
+        last_epoch_loss=last,
+        samples_per_second=steps * config.batch_size / elapsed if elapsed > 0 else float("inf"),
+        seeded=seeded,
+        event=event,
+    )
+
+
+def _unwrap(gsm: nn.Module) -> None:
+    """Remove Opacus hooks and per-sample buffers so the caller's model is a plain nn.Module again."""
+    if isinstance(gsm, GradSampleModule | GradSampleModuleFastGradientClipping):
+        gsm._close()
