@@ -101,6 +101,8 @@ def test_noise_scale_and_public_denominator() -> None:
 def test_auto_mode_choice_and_unseeded_runs_differ() -> None:
     assert choose_grad_sample_mode(_mlp()) == "ghost"
     assert choose_grad_sample_mode(nn.Sequential(nn.Linear(4, 4), nn.PReLU())) == "hooks"
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    assert choose_grad_sample_mode(conv) == "hooks"
     x, y = _blobs(60)
     a, b = _mlp(), _mlp()
     cfg = DPSGDConfig(1.0, 1.0, 10, epochs=1)
