@@ -76,11 +76,47 @@ class SamplingSection(_Section):
     rate: float = Field(0.5, gt=0.0, le=1.0)
     dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)
     deadline_s: PositiveFloat | None = None
-    straggler_sigma: float = Field(0.0, ge=0.0)
 
 
 class CentralizedSection(_Section):
     enabled: bool = True
+
+
+class DPSection(_Section):
+    """Differential privacy. client-level: central | distributed; sample-level: local (DP-SGD)."""
+
+    mode: Literal["none", "central", "distributed", "local"] = "none"
+    noise_multiplier: PositiveFloat | None = None
+    target_epsilon: PositiveFloat | None = None
+    clip_norm: PositiveFloat = 1.0
+    adaptive_clipping: bool = False
+    target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
+    clip_learning_rate: PositiveFloat = 0.2
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    max_epsilon: PositiveFloat | None = None
+    seed: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _noise_xor_target(self) -> DPSection:
+        if self.noise_multiplier is not None and self.target_epsilon is not None:
+            raise ValueError("give dp.noise_multiplier or dp.target_epsilon, not both")
+        return self
+
+
+class SecAggSection(_Section):
+    """Secure aggregation (SecAgg+): the server sees only masked vectors and their sum."""
+
+    enabled: bool = False
+    clip_range: PositiveFloat = 1.0
+    weight_cap: PositiveInt = 1000
+    dropout_tolerance: float = Field(0.3, ge=0.0, lt=1.0)
+    corrupt_fraction: float = Field(0.05, ge=0.0, lt=0.5)
+
+
+class DevicesSection(_Section):
+    """Edge-device mix: profile name -> weight (empty: every client is this machine, never failing)."""
+
+    mix: dict[str, float] = Field(default_factory=dict)
 
 
 class RunConfig(_Section):
@@ -93,6 +129,9 @@ class RunConfig(_Section):
     strategy: StrategySection = StrategySection()
     sampling: SamplingSection = SamplingSection()
     centralized: CentralizedSection = CentralizedSection()
+    dp: DPSection = DPSection()
+    secagg: SecAggSection = SecAggSection()
+    devices: DevicesSection = DevicesSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -101,6 +140,11 @@ class RunConfig(_Section):
             raise ValueError(
                 f"sampling.clients_per_round={m} exceeds data.num_clients={self.data.num_clients}"
             )
+        if self.dp.mode == "local" and self.strategy.name == "fedprox":
+            raise ValueError("dp.mode='local' (Opacus DP-SGD) does not support FedProx's proximal term")
+        if self.dp.mode in ("central", "distributed") and self.dp.target_epsilon is not None:
+            if self.sampling.mode != "poisson":
+                raise ValueError("dp.target_epsilon calibration needs sampling.mode='poisson'")
         return self
 
     def to_dict(self) -> dict[str, Any]:

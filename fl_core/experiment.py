@@ -5,21 +5,29 @@ This is the library entry point behind `privagg run`; it does no file IO (see `f
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from dp.calibration import calibrate_noise, dp_sgd_steps
+from dp.errors import DPError
+from dp.local import check_model
 from fl_core.centralized import matched_epochs, train_centralized
 from fl_core.config import RunConfig
 from fl_core.data import Dataset, load_dataset, partition
+from fl_core.devices import assign_profiles
+from fl_core.errors import ConfigError
 from fl_core.models import build_model, get_flat, num_parameters, set_flat
+from fl_core.pipeline import PrivacySpec
 from fl_core.sampling import ClientSampler
 from fl_core.server import FaultModel, FederatedServer
 from fl_core.strategies import Strategy, build_strategy
-from fl_core.torch_client import TorchClient
+from fl_core.torch_client import LocalDP, TorchClient
 from fl_core.training import as_tensors, evaluate
 from fl_core.types import ModelVector, RoundConfig, RoundRecord
 
@@ -33,6 +41,8 @@ class ExperimentResult:
     final: dict[str, float]
     centralized: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] = field(default_factory=dict)
+    stopped: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """FL vs centralized in one dict (summary.json)."""
@@ -47,6 +57,8 @@ class ExperimentResult:
             "bytes_up_total": sum(r.bytes_up for r in self.history),
             "clients_dropped_total": sum(r.dropped for r in self.history),
             "updates_rejected_total": sum(r.rejected for r in self.history),
+            "stopped": self.stopped,
+            "privacy": {k: v for k, v in self.privacy.items() if k not in ("ledger", "client_epsilons")},
             **self.info,
         }
         if cen_final:
@@ -74,7 +86,9 @@ def build_strategy_from(config: RunConfig) -> Strategy:
     return build_strategy(s.name, **params)
 
 
-def make_clients(config: RunConfig, ds: Dataset, workspace: torch.nn.Module) -> list[TorchClient]:
+def make_clients(
+    config: RunConfig, ds: Dataset, workspace: torch.nn.Module, local_dp: LocalDP | None = None
+) -> list[TorchClient]:
     d = config.data
     parts = partition(
         ds.y_train,
@@ -88,8 +102,29 @@ def make_clients(config: RunConfig, ds: Dataset, workspace: torch.nn.Module) -> 
         min_size=d.min_size,
     )
     return [
-        TorchClient(i, ds.x_train[idx], ds.y_train[idx], ds.task, workspace) for i, idx in enumerate(parts)
+        TorchClient(i, ds.x_train[idx], ds.y_train[idx], ds.task, workspace, dp_sgd=local_dp)
+        for i, idx in enumerate(parts)
     ]
+
+
+def resolve_noise(config: RunConfig, sampler: ClientSampler, client_sizes: list[int]) -> float:
+    """The noise multiplier: as given, or calibrated (dp_accounting, rounded toward more privacy) so that
+    config.run.rounds rounds stay within dp.target_epsilon. Under local DP the calibration assumes the
+    smallest client takes part in every round (the worst case)."""
+    d = config.dp
+    if d.noise_multiplier is not None:
+        return d.noise_multiplier
+    if d.target_epsilon is None:
+        return 1.0
+    try:
+        if d.mode == "local":
+            n = min(client_sizes)
+            b = min(config.train.batch_size, n)
+            steps = config.run.rounds * dp_sgd_steps(n, b, config.train.local_epochs)
+            return calibrate_noise(d.target_epsilon, d.delta, b / n, steps)
+        return calibrate_noise(d.target_epsilon, d.delta, sampler.rate, config.run.rounds)
+    except DPError as exc:
+        raise ConfigError(f"dp.target_epsilon={d.target_epsilon}: {exc}") from None
 
 
 def run_experiment(
@@ -105,7 +140,11 @@ def run_experiment(
     torch.manual_seed(seed)
     workspace = build_model(config.model.name, ds.input_shape, ds.num_outputs)
     w0 = get_flat(workspace)
-    clients = make_clients(config, ds, workspace)
+    local_dp = None
+    if config.dp.mode == "local":
+        check_model(workspace)
+        local_dp = LocalDP(1.0, config.dp.clip_norm, config.dp.delta, config.dp.seed)
+    clients = make_clients(config, ds, workspace, local_dp)
     eval_model = build_model(config.model.name, ds.input_shape, ds.num_outputs)
     xs, ys = as_tensors(ds.x_test, ds.y_test, ds.task)
 
@@ -120,26 +159,30 @@ def run_experiment(
         clients_per_round=s.clients_per_round or len(clients),
         rate=s.rate,
     )
-    slow = ()
-    if s.straggler_sigma > 0:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-        slow = tuple(float(v) for v in rng.lognormal(0.0, s.straggler_sigma, size=len(clients)))
+    sizes = [c.num_examples for c in clients]
+    z = resolve_noise(config, sampler, sizes)
+    if local_dp is not None:
+        local_dp = replace(local_dp, noise_multiplier=z)
+        for c in clients:
+            c.dp_sgd = local_dp
+    profiles = assign_profiles(
+        len(clients), config.devices.mix, np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    )
+    spec = privacy_spec(config, z)
     t = config.train
+    base = RoundConfig(
+        round=0, local_epochs=t.local_epochs, batch_size=t.batch_size, lr=t.lr, momentum=t.momentum, seed=seed
+    )
     server = FederatedServer(
         clients,
         build_strategy_from(config),
         w0,
-        base_config=RoundConfig(
-            round=0,
-            local_epochs=t.local_epochs,
-            batch_size=t.batch_size,
-            lr=t.lr,
-            momentum=t.momentum,
-            seed=seed,
-        ),
+        base_config=base,
         sampler=sampler,
         evaluate_fn=evaluate_global,
-        faults=FaultModel(dropout_rate=s.dropout_rate, deadline_s=s.deadline_s, slowdown=slow),
+        faults=FaultModel(dropout_rate=s.dropout_rate, deadline_s=s.deadline_s, profiles=profiles),
+        privacy=spec,
+        local_event=(lambda cid: local_dp.event(sizes[cid], base)) if local_dp is not None else None,
         seed=seed,
     )
     history = server.run(config.run.rounds, on_round=on_round)
@@ -170,5 +213,72 @@ def run_experiment(
         "num_clients": len(clients),
         "client_sizes": [c.num_examples for c in clients],
         "centralized_epochs": epochs if config.centralized.enabled else 0,
+        "device_profiles": dict(sorted(Counter(p.name for p in profiles).items())),
     }
-    return ExperimentResult(config, history, final, centralized, info)
+    privacy = privacy_summary(config, spec, server)
+    return ExperimentResult(config, history, final, centralized, info, privacy, server.stopped)
+
+
+def privacy_spec(config: RunConfig, noise_multiplier: float) -> PrivacySpec:
+    """The pipeline's privacy settings from the run config (combination errors are ConfigErrors)."""
+    d, sa = config.dp, config.secagg
+    return PrivacySpec(
+        dp=d.mode,
+        secagg=sa.enabled,
+        clip_norm=d.clip_norm,
+        noise_multiplier=noise_multiplier,
+        adaptive_clipping=d.adaptive_clipping,
+        target_quantile=d.target_quantile,
+        clip_learning_rate=d.clip_learning_rate,
+        delta=d.delta,
+        max_epsilon=d.max_epsilon,
+        noise_seed=d.seed,
+        secagg_range=sa.clip_range,
+        weight_cap=sa.weight_cap,
+        dropout_tolerance=sa.dropout_tolerance,
+        corrupt_fraction=sa.corrupt_fraction,
+    )
+
+
+def privacy_summary(config: RunConfig, spec: PrivacySpec, server: FederatedServer) -> dict[str, Any]:
+    """privacy.json: what was promised, what it cost, and the caveats in plain words."""
+    out: dict[str, Any] = {"dp_mode": spec.dp, "secagg": spec.secagg}
+    if spec.dp == "none":
+        out["statement"] = "no differential privacy: the trained model carries no formal privacy guarantee"
+    else:
+        pipe = server.pipeline
+        out.update(
+            {
+                "delta": spec.delta,
+                "noise_multiplier": spec.noise_multiplier,
+                "clip_norm": spec.clip_norm,
+                "final_clip_norm": pipe.clip_norm,
+                "max_epsilon": spec.max_epsilon,
+                "epsilon": pipe.epsilon(),
+                "rounds_charged": len(server.history),
+                "noise_seeded": spec.noise_seed is not None,
+            }
+        )
+        if pipe.accountant is not None:
+            rep = pipe.accountant.report() if pipe.accountant.entries else None
+            out["epsilon_pld"] = rep.epsilon_pld if rep else 0.0
+            out["epsilon_rdp"] = rep.epsilon_rdp if rep else 0.0
+            out["accountant"] = rep.method if rep else "none"
+            out["ledger"] = json.loads(pipe.accountant.to_json())
+            level = "client-level (one client's whole data)"
+        else:
+            level = "sample-level (one training example), worst client"
+            out["client_epsilons"] = pipe.ledgers.epsilons() if pipe.ledgers is not None else {}
+        eps = out["epsilon"]
+        out["statement"] = f"({eps:.3g}, {spec.delta:g})-DP at the {level} after {len(server.history)} rounds"
+        if spec.dp == "distributed":
+            out["caveat_dropouts"] = (
+                "each client adds noise sized for the smallest cohort secagg lets a round finish with "
+                f"(ceil((1 - {spec.dropout_tolerance}) x started clients)); a round that finishes with more "
+                "survivors carries more noise than accounted, never less"
+            )
+        if spec.noise_seed is not None:
+            out["warning"] = "noise drawn from a user-given seed: reproducible, NOT for production"
+    if server.stopped:
+        out["stopped"] = server.stopped
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fl_core.devices import DeviceProfile
 from fl_core.errors import ConfigError
 from fl_core.sampling import ClientSampler
 from fl_core.server import FaultModel, FederatedServer
@@ -85,7 +86,9 @@ def test_dropouts_are_counted_and_the_rate_is_respected() -> None:
 
 def test_stragglers_past_the_deadline_are_dropped() -> None:
     clients = [TargetClient(0, np.ones(3), 1, cost=1.0), TargetClient(1, np.full(3, 9.0), 1, cost=1.0)]
-    faults = FaultModel(deadline_s=2.0, slowdown=(1.0, 5.0))
+    fast = DeviceProfile("fast", 1.0, 1e6, 1e6, 0.0, 1.0, 0.0)
+    slow = DeviceProfile("slow", 5.0, 1e6, 1e6, 0.0, 1.0, 0.0)
+    faults = FaultModel(deadline_s=2.0, profiles=(fast, slow))
     server = _server(clients, faults=faults)
     rec = server.run_round(1)
     assert (rec.completed, rec.dropped) == (1, 1)
@@ -134,7 +137,7 @@ def test_bad_sampler_raises(kwargs) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"dropout_rate": 1.0}, {"dropout_rate": -0.1}, {"deadline_s": 0.0}, {"slowdown": (1.0, 0.0)}]
+    "kwargs", [{"dropout_rate": 1.0}, {"dropout_rate": -0.1}, {"deadline_s": 0.0}, ]
 )
 def test_bad_fault_model_raises(kwargs) -> None:
     with pytest.raises(ConfigError):

@@ -1,0 +1,377 @@
+"""The private round, stage by stage (DESIGN.md section 2):
+
+    train -> clip -> noise -> encode -> mask -> sum -> unmask -> decode -> aggregate -> account
+
+`RoundPipeline.client_side` is what runs on a device after local training (clip, noise share, pack the
+weight and metrics); `RoundPipeline.transmit` moves the contributions to the server, either in plaintext
+(`fl_core.wire`) or through `secagg.secure_sum` (encode, mask, sum, unmask, decode: the server side then
+only ever holds secagg messages and the sum); `RoundPipeline.server_side` adds central noise, divides by
+the public denominator, steps the adaptive clip norm and the strategy, and charges the accountant.
+Each stage is owned by its package: clipping and noise by `dp`, masking by `secagg`, the rule by the strategy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+import secagg
+from dp import events as dp_events
+from dp.accountant import ClientLedgers, PrivacyAccountant
+from dp.clipping import AdaptiveClipper, clip_l2
+from dp.errors import DPError
+from dp.noise import distributed_gaussian_share, gaussian_noise_sum
+from dp.rng import noise_source
+from fl_core.errors import ConfigError, UpdateRejectedError
+from fl_core.sampling import ClientSampler
+from fl_core.strategies import Strategy
+from fl_core.types import ClientUpdate, ModelVector
+from fl_core.wire import decode_update, encode_update, validate_update
+
+DPMode = Literal["none", "central", "distributed", "local"]
+#: secagg stages in protocol order, preceded by local training (a client can vanish during any of them).
+STAGES = ("training", "advertise_keys", "share_keys", "masked_input", "consistency", "unmask")
+
+
+@dataclass(frozen=True)
+class PrivacySpec:
+    """Which privacy layers a run uses, and their parameters.
+
+    dp: none | central (trusted server adds N(0, (zC)^2) to the sum) | distributed (each client adds a
+    share; needs secagg) | local (sample-level DP-SGD in every client through Opacus).
+    """
+
+    dp: DPMode = "none"
+    secagg: bool = False
+    clip_norm: float = 1.0
+    noise_multiplier: float = 1.0
+    adaptive_clipping: bool = False
+    target_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
+    delta: float = 1e-5
+    max_epsilon: float | None = None
+    noise_seed: int | None = None
+    secagg_range: float = 1.0
+    weight_cap: int = 1000
+    metric_scale: float = 100.0
+    dropout_tolerance: float = 0.3
+    corrupt_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.dp not in ("none", "central", "distributed", "local"):
+            raise ConfigError(f"dp.mode must be none, central, distributed or local, got {self.dp!r}")
+        if self.dp == "distributed" and not self.secagg:
+            raise ConfigError(
+                "dp.mode='distributed' needs secagg.enabled=true: without secure aggregation the server "
+                "sees every client's update carrying only its small share of the noise"
+            )
+        if self.adaptive_clipping and self.dp != "central":
+            raise ConfigError("dp.adaptive_clipping works with dp.mode='central' only")
+        if self.max_epsilon is not None and self.dp == "none":
+            raise ConfigError("dp.max_epsilon is set but dp.mode='none': there is no budget to enforce")
+        for key in ("clip_norm", "noise_multiplier", "secagg_range", "metric_scale"):
+            v = getattr(self, key)
+            if not (np.isfinite(v) and v > 0):
+                raise ConfigError(f"{key} must be > 0, got {v}")
+        if self.weight_cap < 1:
+            raise ConfigError(f"secagg.weight_cap must be >= 1, got {self.weight_cap}")
+        if not 0.0 <= self.dropout_tolerance < 1.0:
+            raise ConfigError(f"secagg.dropout_tolerance must be in [0, 1), got {self.dropout_tolerance}")
+
+    @property
+    def client_level_dp(self) -> bool:
+        return self.dp in ("central", "distributed")
+
+
+@dataclass
+class Sums:
+    """What the server learns from a round's contributions: sums only (plus who survived)."""
+
+    delta: np.ndarray
+    weight: float
+    loss: float
+    indicator: float
+    survivors: tuple[int, ...]
+
+
+@dataclass
+class Transmission:
+    """The outcome of moving one round's contributions to the server."""
+
+    sums: Sums | None
+    rejected: tuple[int, ...] = ()
+    bytes_up: dict[int, int] = field(default_factory=dict)
+    bytes_down: dict[int, int] = field(default_factory=dict)
+    client_cpu_s: dict[int, float] = field(default_factory=dict)
+    server_cpu_s: float = 0.0
+    max_abs_error: float = 0.0
+    aborted: str | None = None
+    transcript: tuple[Any, ...] = ()
+
+
+class RoundPipeline:
+    """The privacy stages of every round of one run, with the state they carry (clip norm, ledgers)."""
+
+    def __init__(self, spec: PrivacySpec, *, dim: int, sampler: ClientSampler, strategy: Strategy) -> None:
+        self.spec, self.dim, self.sampler, self.strategy = spec, dim, sampler, strategy
+        self.noise = noise_source(spec.noise_seed)
+        self.clip_norm = spec.clip_norm
+        self.clipper: AdaptiveClipper | None = None
+        self.accountant: PrivacyAccountant | None = None
+        self.ledgers: ClientLedgers | None = None
+        self.record_transcript = False
+        try:
+            if spec.adaptive_clipping:
+                self.clipper = AdaptiveClipper(
+                    spec.clip_norm,
+                    noise_multiplier=spec.noise_multiplier,
+                    expected_cohort=sampler.expected_cohort,
+                    target_quantile=spec.target_quantile,
+                    learning_rate=spec.clip_learning_rate,
+                    seed=spec.noise_seed,
+                )
+            if spec.client_level_dp:
+                relation = "add_or_remove" if sampler.mode == "poisson" else "replace"
+                self.accountant = PrivacyAccountant(
+                    max_epsilon=spec.max_epsilon, delta=spec.delta, neighbouring=relation
+                )
+            elif spec.dp == "local":
+                self.ledgers = ClientLedgers(delta=spec.delta)
+        except DPError as exc:
+            raise ConfigError(f"dp: {exc}") from None
+
+    # ------------------------------------------------------------------ accounting
+
+    def round_event(self) -> Any:
+        """The DpEvent one client-level DP round costs.
+
+        Poisson sampling: PoissonSampled(Gaussian(z)) under add/remove (McMahan et al. 2018). A fixed
+        cohort of m out of N: SampledWithoutReplacement under replace-one, where one client's clipped
+        update moves the sum by up to 2C, so the Gaussian's multiplier relative to that sensitivity is z/2.
+        """
+        z = self.spec.noise_multiplier
+        if self.sampler.mode == "poisson":
+            return dp_events.poisson_round(z, self.sampler.rate)
+        return dp_events.fixed_cohort_round(z / 2.0, self.sampler.clients_per_round, self.sampler.num_clients)
+
+    def budget_stop(self, local_events: Mapping[int, Any] | None = None) -> str | None:
+        """Phase one of charging: the reason this round must not start, or None if it fits the budget."""
+        cap = self.spec.max_epsilon
+        if cap is None:
+            return None
+        if self.accountant is not None:
+            eps = self.accountant.projected_epsilon(self.round_event())
+            if eps > cap:
+                return f"the next round would take epsilon to {eps:.4g} > max_epsilon={cap:g}"
+        if self.ledgers is not None:
+            for cid, event in (local_events or {}).items():
+                eps = self.ledgers.ledger(str(cid)).projected_epsilon(event)
+                if eps > cap:
+                    return (
+                        f"the next round would take client {cid} to epsilon {eps:.4g} > max_epsilon={cap:g}"
+                    )
+        return None
+
+    def epsilon(self) -> float | None:
+        """Epsilon spent so far (PLD where it applies; the worst client under local DP)."""
+        if self.accountant is not None:
+            return self.accountant.epsilon() if self.accountant.entries else 0.0
+        if self.ledgers is not None:
+            return self.ledgers.max_epsilon()
+        return None
+
+    # ------------------------------------------------------------------ client side
+
+    def min_cohort(self, started: int) -> int:
+        """The fewest survivors a round may finish with: distributed noise shares are sized for it."""
+        return max(2, math.ceil((1.0 - self.spec.dropout_tolerance) * started))
+
+    def client_side(self, update: ClientUpdate, started: int) -> ClientUpdate:
+        """Steps 3-4 on the device: validate, clip, add the noise share, choose what is revealed.
+
+        Under client-level DP a client reveals only its clipped (and, distributed, noised) update, a unit
+        weight and, with adaptive clipping, its centred indicator b - 1/2: no example count, no loss.
+        """
+        validate_update(update, self.dim)
+        s = self.spec
+        if not s.client_level_dp:
+            return update
+        if self.clipper is not None:
+            res, indicator = self.clipper.clip(update.delta)
+        else:
+            res, indicator = clip_l2(update.delta, self.clip_norm), 0.0
+        vec = res.clipped.astype(np.float64)
+        if s.dp == "distributed":
+            vec = vec + distributed_gaussian_share(
+                vec.size, s.noise_multiplier, self.clip_norm, self.min_cohort(started), self.noise
+            )
+        return ClientUpdate(
+            update.client_id, vec.astype(np.float32), 1, {"indicator": indicator}, update.compute_s
+        )
+
+    def _pack(self, u: ClientUpdate) -> np.ndarray:
+        """One float vector per client for the secure sum: [w * delta, w, w * loss / L, indicator]."""
+        s = self.spec
+        if s.client_level_dp:
+            w, loss = 1.0, 0.0
+        else:
+            w = min(u.num_examples, s.weight_cap) / s.weight_cap
+            loss = min(max(float(u.metrics.get("train_loss", 0.0)), 0.0), s.metric_scale) / s.metric_scale
+        tail = np.array([w, w * loss, float(u.metrics.get("indicator", 0.0))])
+        return np.concatenate([w * u.delta.astype(np.float64), tail])
+
+    def encoding_range(self, started: int) -> float:
+        """Per-coordinate range of the ring encoding: the clipped update plus 8 standard deviations of
+        the client's noise share (distributed DP), the configured range otherwise."""
+        s = self.spec
+        if s.dp == "distributed":
+            share_sd = s.noise_multiplier * self.clip_norm / math.sqrt(self.min_cohort(started))
+            return self.clip_norm + 8.0 * share_sd
+        if s.client_level_dp:
+            return self.clip_norm
+        return max(s.secagg_range, 1.0)
+
+    def secagg_parameters(self, n: int) -> tuple[int, int]:
+        """(neighbours k, threshold t) for a cohort of n: Bell et al.'s choice at sigma = 40, eta = 20
+        (`secagg.choose_parameters`); for cohorts too small to meet those tail bounds, the complete
+        graph with t = max(2, floor((1 - tolerance)(n - 1))), which tolerates the configured dropout."""
+        s = self.spec
+        try:
+            p = secagg.choose_parameters(
+                n, dropout_rate=s.dropout_tolerance, corrupt_fraction=s.corrupt_fraction
+            )
+            return p.neighbours, p.threshold
+        except secagg.SecAggConfigError:
+            return n - 1, min(n - 1, max(2, math.floor((1.0 - s.dropout_tolerance) * (n - 1))))
+
+    # ------------------------------------------------------------------ transmit
+
+    def transmit(
+        self,
+        round_: int,
+        contributions: Mapping[int, ClientUpdate],
+        drop_stage: Mapping[int, str],
+        global_weights: ModelVector,
+    ) -> Transmission:
+        """Steps 5-8: plaintext upload, or encode -> mask -> sum -> unmask -> decode through secagg."""
+        if self.spec.secagg:
+            return self._secure(round_, contributions, drop_stage, global_weights)
+        return self._plain(round_, contributions)
+
+    def _plain(self, round_: int, contributions: Mapping[int, ClientUpdate]) -> Transmission:
+        total = np.zeros(self.dim, dtype=np.float64)
+        weight = loss = indicator = 0.0
+        survivors, rejected, up = [], [], {}
+        for cid, u in contributions.items():
+            data = encode_update(u, round_)
+            up[cid] = len(data)
+            try:
+                got = decode_update(data, expected_round=round_, expected_size=self.dim)
+            except UpdateRejectedError:
+                rejected.append(cid)
+                continue
+            w = float(got.num_examples)
+            total += w * got.delta.astype(np.float64)
+            weight += w
+            loss += w * float(got.metrics.get("train_loss", 0.0))
+            indicator += float(got.metrics.get("indicator", 0.0))
+            survivors.append(cid)
+        sums = Sums(total, weight, loss, indicator, tuple(survivors)) if survivors else None
+        return Transmission(sums, tuple(rejected), up)
+
+    def _secure(
+        self,
+        round_: int,
+        contributions: Mapping[int, ClientUpdate],
+        drop_stage: Mapping[int, str],
+        global_weights: ModelVector,
+    ) -> Transmission:
+        ids = sorted(contributions)
+        if len(ids) < 2:
+            return Transmission(None, aborted=f"secure aggregation needs >= 2 clients, {len(ids)} started")
+        vectors = [self._pack(contributions[c]) for c in ids]
+        index = {cid: i for i, cid in enumerate(ids)}
+        drops = {index[c]: st for c, st in drop_stage.items() if c in index and st in STAGES[1:]}
+        s = self.spec
+        try:
+            k, t = self.secagg_parameters(len(ids))
+            floor = self.min_cohort(len(ids)) if s.dp == "distributed" else t
+            cfg = secagg.SecAggConfig(
+                client_ids=tuple(range(len(ids))),
+                vector_length=int(vectors[0].size),
+                threshold=t,
+                neighbours=k,
+                round_id=os.urandom(16),
+                model_hash=hashlib.sha256(np.ascontiguousarray(global_weights).tobytes()).digest(),
+                min_survivors=max(t, min(floor, len(ids))),
+            )
+            total, res = secagg.secure_sum(
+                vectors,
+                clip_range=self.encoding_range(len(ids)),
+                dropouts=drops,
+                config=cfg,
+                record_transcript=self.record_transcript,
+            )
+        except secagg.ThresholdError as exc:
+            return Transmission(None, aborted=f"secure aggregation aborted: {exc}")
+        except secagg.SecAggConfigError as exc:
+            raise ConfigError(f"secagg: {exc}") from None
+        back = {i: cid for cid, i in index.items()}
+        survivors = tuple(back[i] for i in res.survivors)
+        d = self.dim
+        sums = Sums(total[:d], float(total[d]), float(total[d + 1]), float(total[d + 2]), survivors)
+        if not self.spec.client_level_dp:  # undo the public scalings of weight and loss
+            sums.loss = sums.loss * self.spec.metric_scale
+        return Transmission(
+            sums,
+            bytes_up={back[i]: sum(v.values()) for i, v in res.bytes_up.items()},
+            bytes_down={back[i]: sum(v.values()) for i, v in res.bytes_down.items()},
+            client_cpu_s={back[i]: v for i, v in res.client_cpu_s.items()},
+            server_cpu_s=res.server_cpu_s,
+            max_abs_error=res.max_abs_error,
+            transcript=res.transcript,
+        )
+
+    # ------------------------------------------------------------------ server side
+
+    def server_side(
+        self, round_: int, global_weights: ModelVector, sums: Sums
+    ) -> tuple[ModelVector, dict[str, Any]]:
+        """Steps 9-10: central noise, the public denominator, the clip-norm step, the strategy, the charge."""
+        s = self.spec
+        info: dict[str, Any] = {}
+        total = sums.delta
+        if s.client_level_dp:
+            if s.dp == "central":
+                z = self.clipper.sum_noise_multiplier if self.clipper is not None else s.noise_multiplier
+                total = gaussian_noise_sum(total, z, self.clip_norm, self.noise)
+            denominator = self.sampler.expected_cohort
+            info["clip_norm"] = self.clip_norm
+            if self.clipper is not None:
+                self.clip_norm = self.clipper.step(self.clipper.noised_unclipped_fraction(sums.indicator))
+        else:
+            denominator = sums.weight
+        mean = (total / denominator).astype(np.float32)
+        new = self.strategy.apply(global_weights, mean, round_)
+        if self.accountant is not None:
+            self.accountant.commit(self.round_event(), label="dp-fedavg round", round_id=round_)
+        return new, info
+
+    def train_loss(self, sums: Sums) -> float:
+        """Example-weighted mean training loss (not revealed under client-level DP: NaN)."""
+        if self.spec.client_level_dp or sums.weight <= 0:
+            return float("nan")
+        return sums.loss / sums.weight
+
+    def commit_local(self, round_: int, events: Sequence[tuple[int, Any]]) -> None:
+        """Charge each trained client's DP-SGD event to its own ledger (sample-level DP)."""
+        if self.ledgers is None:
+            return
+        for cid, event in events:
+            self.ledgers.commit(str(cid), event, label="dp-sgd local training", round_id=round_)
