@@ -8,7 +8,10 @@ accountant's reporting discretization, so the returned z never overshoots the ta
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+from collections.abc import Iterator
 
 import dp_accounting as dpa
 from dp_accounting import mechanism_calibration as mc
@@ -22,6 +25,18 @@ from dp.errors import CalibrationError, InvalidPrivacyParameterError
 #: Search grid for the bisection (coarse and pessimistic); the answer is verified on the reporting grid.
 SEARCH_DISCRETIZATION = 1e-3
 MIN_NOISE_MULTIPLIER = 0.05
+
+
+@contextlib.contextmanager
+def _quiet_rdp() -> Iterator[None]:
+    """dp_accounting logs a warning per skipped fractional RDP order during the bracket search; mute it."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _ceil_sig(x: float, digits: int = 4) -> float:
@@ -47,6 +62,28 @@ def calibrate_noise(
     pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
 ) -> float:
     """Smallest noise multiplier z (to 4 significant digits, rounded up) with epsilon(delta) <= target."""
+    with _quiet_rdp():
+        return _calibrate_noise(
+            target_epsilon,
+            delta,
+            sampling_rate,
+            rounds,
+            method=method,
+            max_noise_multiplier=max_noise_multiplier,
+            pld_discretization=pld_discretization,
+        )
+
+
+def _calibrate_noise(
+    target_epsilon: float,
+    delta: float,
+    sampling_rate: float,
+    rounds: int,
+    *,
+    method: str = "pld",
+    max_noise_multiplier: float = 1000.0,
+    pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
+) -> float:
     eps = check_epsilon(target_epsilon, "target_epsilon")
     d = check_delta(delta)
     q = check_rate("sampling_rate", sampling_rate)
