@@ -78,6 +78,7 @@ def run(
 
             result = run_experiment(cfg, on_round=on_round, on_centralized_epoch=on_epoch)
         summary = result.summary()
+        rundir.write_json("privacy.json", result.privacy)
         path = rundir.finish(summary)
     except BaseException as exc:
         kept = rundir.fail(exc)
@@ -90,6 +91,11 @@ def run(
         reach = summary["rounds_to_95pct_centralized"]
         line += f"  rounds to 95% of centralized: {reach if reach is not None else 'not reached'}"
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"privacy: {result.privacy['statement']}", markup=False, highlight=False, soft_wrap=True)
+    if summary.get("stopped"):
+        console.print(f"stopped early: {summary['stopped']}", markup=False, highlight=False, soft_wrap=True)
+    if result.privacy.get("warning"):
+        console.print(f"warning: {result.privacy['warning']}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"run folder: {path}", markup=False, highlight=False)
 
 

@@ -47,6 +47,7 @@ def test_run_writes_every_artifact(tmp_path: Path) -> None:
         "config.toml",
         "metrics.csv",
         "metrics.jsonl",
+        "privacy.json",
         "summary.json",
     ]
     cfg = tomllib.loads((out / "config.toml").read_text())

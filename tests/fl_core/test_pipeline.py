@@ -1,0 +1,187 @@
+"""The private round: secagg == plaintext within the quantization bound, distributed noise has the
+stated variance, the server never holds an individual update, dropouts at every stage end in a correct
+round or a clean abort, and the budget stops the run at the right round."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dp.accountant import rounds_within
+from fl_core.errors import ConfigError
+from fl_core.pipeline import PrivacySpec, RoundPipeline
+from fl_core.sampling import ClientSampler
+from fl_core.server import FaultModel, FederatedServer
+from fl_core.strategies import FedAvg
+from fl_core.types import ClientUpdate, RoundConfig
+from secagg import messages
+
+DIM = 64
+
+
+class TargetClient:
+    """Moves the model a fixed fraction towards its own target (numpy only: fast and exact)."""
+
+    def __init__(self, cid: int, target: np.ndarray, n: int) -> None:
+        self.client_id, self.num_examples, self.target = cid, n, target.astype(np.float32)
+
+    def fit(self, w: np.ndarray, config: RoundConfig) -> ClientUpdate:
+        delta = (0.3 * (self.target - w)).astype(np.float32)
+        return ClientUpdate(
+            self.client_id, delta, self.num_examples, {"train_loss": float(np.abs(delta).sum())}
+        )
+
+    def evaluate(self, w: np.ndarray, config: RoundConfig) -> dict[str, float]:
+        return {}
+
+
+def _clients(m: int, seed: int = 0) -> list[TargetClient]:
+    rng = np.random.default_rng(seed)
+    return [TargetClient(i, rng.uniform(-1, 1, DIM), int(rng.integers(5, 50))) for i in range(m)]
+
+
+def _server(clients, spec: PrivacySpec, *, sampler=None, faults=None, seed=0) -> FederatedServer:
+    return FederatedServer(
+        clients,
+        FedAvg(),
+        np.zeros(DIM, np.float32),
+        base_config=RoundConfig(round=0),
+        sampler=sampler or ClientSampler(len(clients), "fixed", len(clients)),
+        faults=faults,
+        privacy=spec,
+        seed=seed,
+    )
+
+
+def test_secagg_equals_plaintext_within_the_quantization_bound() -> None:
+    plain = _server(_clients(12), PrivacySpec())
+    secure = _server(_clients(12), PrivacySpec(secagg=True))
+    plain.run(5)
+    secure.run(5)
+    errs = [r.extra["secagg_max_abs_error"] for r in secure.history]
+    weight_sum = sum(c.num_examples for c in secure.clients) / 1000  # weights travel as n / weight_cap
+    # per round: |mean error| <= (e_num + |mean| e_den) / W <= 2 e / W; five contracting rounds add up
+    bound = 5 * 2 * max(errs) / weight_sum
+    diff = np.max(np.abs(plain.weights - secure.weights))
+    assert 0 < max(errs) and diff <= bound
+    assert not np.allclose(secure.weights, 0)  # the model really moved
+    assert [r.completed for r in secure.history] == [12] * 5
+    loss_p = [r.train_loss for r in plain.history]
+    loss_s = [r.train_loss for r in secure.history]
+    np.testing.assert_allclose(loss_s, loss_p, rtol=1e-4)  # metrics travel inside the sum too
+
+
+def test_distributed_noise_in_the_decoded_sum_has_the_stated_variance() -> None:
+    m, z, c, dim = 10, 1.5, 1.0, 4000
+    spec = PrivacySpec(dp="distributed", secagg=True, noise_multiplier=z, clip_norm=c, noise_seed=7)
+    pipe = RoundPipeline(spec, dim=dim, sampler=ClientSampler(m, "fixed", m), strategy=FedAvg())
+    rng = np.random.default_rng(1)
+    raw = [rng.standard_normal(dim).astype(np.float32) * 0.004 for _ in range(m)]  # norm ~0.25 < C
+    contributions = {i: pipe.client_side(ClientUpdate(i, raw[i], 10), started=m) for i in range(m)}
+    tx = pipe.transmit(1, contributions, {}, np.zeros(dim, np.float32))
+    assert tx.sums is not None and len(tx.sums.survivors) == m
+    noise = tx.sums.delta - np.sum(raw, axis=0, dtype=np.float64)
+    m_min = pipe.min_cohort(m)
+    stated = (z * c) ** 2 * m / m_min  # every survivor's share is sized for the smallest allowed cohort
+    assert stated >= (z * c) ** 2
+    assert abs(noise.var() / stated - 1) < 0.1
+    assert abs(noise.mean()) < 4 * math.sqrt(stated / dim)
+
+
+def test_server_never_holds_an_individual_update() -> None:
+    m = 8
+    spec = PrivacySpec(secagg=True)
+    pipe = RoundPipeline(spec, dim=2000, sampler=ClientSampler(m, "fixed", m), strategy=FedAvg())
+    pipe.record_transcript = True
+    rng = np.random.default_rng(3)
+    updates = {i: ClientUpdate(i, rng.uniform(-0.5, 0.5, 2000).astype(np.float32), 20) for i in range(m)}
+    tx = pipe.transmit(1, updates, {}, np.zeros(2000, np.float32))
+    assert tx.transcript, "the server side must have received messages"
+    plain_bytes = [u.delta.tobytes()[:64] for u in updates.values()]
+    masked_seen = 0
+    for entry in tx.transcript:
+        assert not any(p in entry.payload for p in plain_bytes)
+        if entry.direction != "up" or entry.stage != "masked_input":
+            continue
+        msg = messages.decode(entry.payload)
+        masked = msg.masked.astype(np.float64)
+        masked_seen += 1
+        for u in updates.values():
+            packed = pipe._pack(u)[: len(masked)]
+            r = np.corrcoef(masked[: packed.size], packed)[0, 1]
+            assert abs(r) < 0.1  # 2000 samples: |r| of independent vectors is ~0.02
+    assert masked_seen == m
+    np.testing.assert_allclose(
+        tx.sums.delta,
+        sum(u.num_examples / 1000 * u.delta.astype(np.float64) for u in updates.values()),
+        atol=tx.max_abs_error,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dropouts_at_every_stage_give_correct_rounds_or_clean_aborts(seed: int) -> None:
+    clients = _clients(15, seed)
+    server = _server(clients, PrivacySpec(secagg=True), faults=FaultModel(dropout_rate=0.35), seed=seed)
+    for r in range(1, 9):
+        before = server.weights.copy()
+        rec = server.run_round(r)
+        assert rec is not None
+        tx = server.last_transmission
+        if rec.extra["secagg_aborted"]:
+            assert np.array_equal(server.weights, before)  # nothing applied, nothing revealed
+            assert rec.completed == 0
+            continue
+        survivors = tx.sums.survivors
+        assert rec.completed == len(survivors) >= 2
+        deltas = {
+            c.client_id: c.fit(before, RoundConfig(round=r)) for c in clients if c.client_id in survivors
+        }
+        w = sum(min(u.num_examples, 1000) for u in deltas.values())
+        expected = before + sum(u.num_examples * u.delta.astype(np.float64) for u in deltas.values()) / w
+        np.testing.assert_allclose(server.weights, expected, atol=50 * tx.max_abs_error)
+    assert len(server.history) == 8  # the server survived every abort
+
+
+def test_budget_stop_with_secagg_happens_at_the_right_round() -> None:
+    n, q, z, cap, delta = 40, 0.5, 1.2, 6.0, 1e-5
+    spec = PrivacySpec(
+        dp="distributed", secagg=True, noise_multiplier=z, max_epsilon=cap, delta=delta, noise_seed=0
+    )
+    server = _server(_clients(n), spec, sampler=ClientSampler(n, "poisson", rate=q))
+    history = server.run(100)
+    expected = rounds_within(z, q, cap, delta, max_rounds=100)
+    assert 0 < expected < 100
+    assert len(history) == expected
+    assert server.stopped is not None and "max_epsilon" in server.stopped
+    eps = [r.extra["epsilon"] for r in history]
+    assert eps == sorted(eps) and eps[-1] <= cap
+
+
+def test_central_dp_reveals_no_counts_and_adds_noise() -> None:
+    spec = PrivacySpec(dp="central", noise_multiplier=1.0, clip_norm=0.1, noise_seed=3)
+    server = _server(_clients(10), spec)
+    rec = server.run_round(1)
+    assert math.isnan(rec.train_loss)  # no loss is revealed under client-level DP
+    assert rec.extra["epsilon"] > 0
+    # noise std z C / m = 0.01 per coordinate around a mean delta bounded by C / m = 0.01 in norm
+    assert 0.005 < float(np.std(server.weights)) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"dp": "distributed"}, "needs secagg"),
+        ({"dp": "distributed", "secagg": True, "adaptive_clipping": True}, "adaptive"),
+        ({"dp": "local", "adaptive_clipping": True}, "adaptive"),
+        ({"max_epsilon": 1.0}, "no budget"),
+        ({"dp": "central", "noise_multiplier": 0.0}, "noise_multiplier"),
+        ({"dp": "central", "clip_norm": -1.0}, "clip_norm"),
+        ({"secagg": True, "dropout_tolerance": 1.0}, "dropout_tolerance"),
+        ({"dp": "laplace"}, "dp.mode"),
+    ],
+)
+def test_senseless_combinations_are_config_errors(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        PrivacySpec(**kwargs)
