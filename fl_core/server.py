@@ -171,7 +171,7 @@ class FederatedServer:
                 prof = self.faults.profile(cid)
                 client_time[cid] += extra_s * prof.slowdown
         finished = [client_time[c] for c in survivors if c in client_time]
-        sim_round = max(finished, default=0.0)
+        sim_round = max(finished, default=0.0) + tx.server_cpu_s  # devices run in parallel; then the server
         if self.faults.deadline_s is not None and any(s == "masked_input" for s in drop_stage.values()):
             sim_round = max(sim_round, self.faults.deadline_s)
         test = self.evaluate_fn(self.weights) if self.evaluate_fn else {}
