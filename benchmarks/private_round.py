@@ -69,10 +69,10 @@ def main() -> None:
         "1 local epoch, batch 8\n"
     )
     print(
-        "| pipeline | wall s / round (median) | x plaintext | kB up / client / round | x plaintext "
-        "| kB down / client / round | final accuracy | epsilon |"
+        "| pipeline | wall s / round (median) | x plaintext | simulated round s | x plaintext "
+        "| kB up / client / round | x plaintext | kB down / client / round | final accuracy | epsilon |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ref_t = ref_sim = ref_up = None
     for i, (label, extra) in enumerate(ROWS):
         if str(i) in args.skip:
