@@ -77,6 +77,7 @@ class ClientSession:
         self._peers: dict[int, tuple[bytes, bytes]] = {}
         self._neighbours: tuple[int, ...] = ()
         self._held: dict[int, tuple[int, int]] = {}  # owner -> (self-mask share, key share)
+        self._share_keys_cache: dict[int, bytes] = {}  # peer -> AES-GCM key (one X25519 per peer)
         self._survivors: tuple[int, ...] | None = None
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -161,10 +162,19 @@ class ClientSession:
         s_sh = shamir.split(int.from_bytes(self._s.private_bytes(), "little"), t, xs)
         cts = []
         for v, yb, ys in zip(self._neighbours, b_sh, s_sh, strict=True):
-            key = _common.share_key(cfg, me, self._c.private, v, kex.load_public(self._peers[v][0]))
+            key = self._share_key(v)
             pt = _PAIR.pack(me, v) + shamir.share_to_bytes(yb) + shamir.share_to_bytes(ys)
             cts.append((v, aead.seal(key, pt, aead.associated_data(cfg.round_id, me, v))))
         return ShareKeys(cfg.round_id, me, tuple(cts))
+
+    def _share_key(self, peer: int) -> bytes:
+        """The pair's share-encryption key, derived once: sealing (stage 2) and opening (stage 3) reuse it."""
+        key = self._share_keys_cache.get(peer)
+        if key is None:
+            pk = kex.load_public(self._peers[peer][0])
+            key = _common.share_key(self.config, self.client_id, self._c.private, peer, pk)
+            self._share_keys_cache[peer] = key
+        return key
 
     # --- stage 3 --------------------------------------------------------------------------------
     def masked_input(self, delivery: SharesDelivery, vector: np.ndarray) -> MaskedInput:
@@ -185,7 +195,7 @@ class ClientSession:
         for u, ct in msg.ciphertexts:
             if u not in nbrs:
                 raise InvalidMessageError(f"client {me} received shares from non-neighbour {u}")
-            key = _common.share_key(cfg, me, self._c.private, u, kex.load_public(self._peers[u][0]))
+            key = self._share_key(u)
             pt = aead.open_sealed(key, ct, aead.associated_data(cfg.round_id, u, me))
             if len(pt) != 8 + 2 * shamir.SHARE_BYTES or _PAIR.unpack(pt[:8]) != (u, me):
                 raise InvalidMessageError(f"share plaintext from {u} is malformed or misaddressed")
