@@ -25,13 +25,20 @@ def poisson_round(noise_multiplier: float, sampling_rate: float) -> dpa.DpEvent:
 
 
 def fixed_cohort_round(noise_multiplier: float, cohort_size: int, population: int) -> dpa.DpEvent:
-    """One round with a cohort of m drawn without replacement from N (replace-one neighbours; RDP only)."""
+    """One round with a cohort of m drawn without replacement from N (replace-one neighbours; RDP only).
+
+    Under replace-one a client's clipped update can change from v to -v, so the sum's sensitivity is 2C:
+    the inner Gaussian carries multiplier z/2 (std z C over sensitivity 2 C), as Wang, Balle and
+    Kasiviswanathan (AISTATS 2019, Thm. 27) require of the base mechanism.
+    """
     m = check_count("cohort_size", cohort_size)
     n = check_count("population", population)
     if m > n:
         raise InvalidPrivacyParameterError(f"cohort_size must be <= population={n}, found {cohort_size!r}")
     g = gaussian(noise_multiplier)
-    return dpa.SampledWithoutReplacementDpEvent(source_dataset_size=n, sample_size=m, event=g)
+    return dpa.SampledWithoutReplacementDpEvent(
+        source_dataset_size=n, sample_size=m, event=dpa.GaussianDpEvent(g.noise_multiplier / 2.0)
+    )
 
 
 def repeated(event: dpa.DpEvent, count: int) -> dpa.DpEvent:

@@ -133,6 +133,16 @@ def test_fixed_cohort_needs_rdp_and_replace() -> None:
         acc.epsilon(method="pld")
 
 
+def test_fixed_cohort_full_population_is_gaussian_with_double_sensitivity() -> None:
+    # Known answer: sampling all N of N is no sampling (Wang-Balle-Kasiviswanathan 2019 Thm. 27 at q=1),
+    # and under replace-one neighbours the L2 sensitivity of a clipped sum is 2C, so the round must cost
+    # exactly a Gaussian of multiplier z/2 under add/remove.
+    z, n, delta = 3.0, 50, 1e-5
+    acc = PrivacyAccountant(delta=delta, neighbouring="replace")
+    acc.commit(E.fixed_cohort_round(z, n, n), count=5)
+    assert acc.epsilon() == pytest.approx(epsilon_for(z / 2, 1.0, 5, delta, method="rdp"), rel=1e-9)
+
+
 def test_zcdp_event_uses_rdp_known_answer() -> None:
     # rho-zCDP has RDP rho*alpha; converted with Canonne-Kamath-Steinke 2020 (Prop. 12), computed by hand here
     # over dp_accounting's default orders. Also below Bun & Steinke 2016's rho + 2 sqrt(rho log(1/delta)).

@@ -141,3 +141,11 @@ def test_bad_inputs() -> None:
         train_dp_sgd(_mlp(), x, y[:49], "cross_entropy", DPSGDConfig(1.0, 1.0, 10))
     with pytest.raises(InvalidPrivacyParameterError, match="500"):
         train_dp_sgd(_mlp(), x, y, "cross_entropy", DPSGDConfig(1.0, 1.0, 500))
+
+
+def test_delta_at_least_one_over_n_warns() -> None:
+    from dp.errors import DeltaWarning
+
+    x, y = _blobs(40)
+    with pytest.warns(DeltaWarning, match="N=40"):
+        train_dp_sgd(_mlp(), x, y, "cross_entropy", DPSGDConfig(1.0, 1.0, 10, delta=0.05), seed=0)
