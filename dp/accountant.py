@@ -155,7 +155,7 @@ class _ComposedPLD:
         return self._pld.get_delta_for_epsilon(target_epsilon)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=16)  # each entry holds a composed PLD (a few MB at 1,000 rounds)
 def _cached_accountant(
     groups: tuple[tuple[str, int], ...], method: str, relation: Neighbouring, discretization: float
 ) -> dpa.PrivacyAccountant | _ComposedPLD:
