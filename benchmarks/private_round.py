@@ -21,6 +21,8 @@ from fl_core.experiment import run_experiment
 
 ROWS = [
     ("plaintext FedAvg", []),
+    ("plaintext, 16-bit uploads", ["train.upload_bits=16"]),
+    ("plaintext, 8-bit uploads", ["train.upload_bits=8"]),
     ("+ secagg", ["secagg.enabled=true"]),
     (
         "+ secagg + distributed DP (z=1, C=1)",

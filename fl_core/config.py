@@ -59,6 +59,7 @@ class TrainSection(_Section):
     batch_size: PositiveInt = 16
     lr: PositiveFloat = 0.05
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    upload_bits: Literal[32, 16, 8] = 32
 
 
 class StrategySection(_Section):

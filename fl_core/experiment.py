@@ -183,6 +183,7 @@ def run_experiment(
         faults=FaultModel(dropout_rate=s.dropout_rate, deadline_s=s.deadline_s, profiles=profiles),
         privacy=spec,
         local_event=(lambda cid: local_dp.event(sizes[cid], base)) if local_dp is not None else None,
+        upload_bits=t.upload_bits,
         seed=seed,
     )
     history = server.run(config.run.rounds, on_round=on_round)

@@ -32,7 +32,7 @@ from fl_core.errors import ConfigError, UpdateRejectedError
 from fl_core.sampling import ClientSampler
 from fl_core.strategies import Strategy
 from fl_core.types import ClientUpdate, ModelVector
-from fl_core.wire import decode_update, encode_update, validate_update
+from fl_core.wire import UPLOAD_BITS, decode_update, encode_update, validate_update
 
 DPMode = Literal["none", "central", "distributed", "local"]
 #: secagg stages in protocol order, preceded by local training (a client can vanish during any of them).
@@ -118,8 +118,25 @@ class Transmission:
 class RoundPipeline:
     """The privacy stages of every round of one run, with the state they carry (clip norm, ledgers)."""
 
-    def __init__(self, spec: PrivacySpec, *, dim: int, sampler: ClientSampler, strategy: Strategy) -> None:
+    def __init__(
+        self,
+        spec: PrivacySpec,
+        *,
+        dim: int,
+        sampler: ClientSampler,
+        strategy: Strategy,
+        upload_bits: int = 32,
+        seed: int = 0,
+    ) -> None:
         self.spec, self.dim, self.sampler, self.strategy = spec, dim, sampler, strategy
+        if upload_bits not in UPLOAD_BITS:
+            raise ConfigError(f"train.upload_bits must be one of {UPLOAD_BITS}, got {upload_bits}")
+        if upload_bits != 32 and spec.secagg:
+            raise ConfigError(
+                "train.upload_bits applies to plaintext uploads; secagg has its own ring encoding"
+            )
+        self.upload_bits = upload_bits
+        self._quant_rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))  # rounding: not secret
         self.noise = noise_source(spec.noise_seed)
         self.clip_norm = spec.clip_norm
         self.clipper: AdaptiveClipper | None = None
@@ -269,7 +286,7 @@ class RoundPipeline:
         weight = loss = indicator = 0.0
         survivors, rejected, up = [], [], {}
         for cid, u in contributions.items():
-            data = encode_update(u, round_)
+            data = encode_update(u, round_, bits=self.upload_bits, rng=self._quant_rng)
             up[cid] = len(data)
             try:
                 got = decode_update(data, expected_round=round_, expected_size=self.dim)

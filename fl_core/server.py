@@ -67,6 +67,7 @@ class FederatedServer:
         faults: FaultModel | None = None,
         privacy: PrivacySpec | None = None,
         local_event: Callable[[int], Any] | None = None,
+        upload_bits: int = 32,
         seed: int = 0,
     ) -> None:
         if len(clients) != sampler.num_clients:
@@ -84,7 +85,14 @@ class FederatedServer:
         if self.spec.dp == "local" and local_event is None:
             raise ConfigError("dp.mode='local' needs the DP-SGD event of each client (local_event)")
         self.local_event = local_event
-        self.pipeline = RoundPipeline(self.spec, dim=self.weights.size, sampler=sampler, strategy=strategy)
+        self.pipeline = RoundPipeline(
+            self.spec,
+            dim=self.weights.size,
+            sampler=sampler,
+            strategy=strategy,
+            upload_bits=upload_bits,
+            seed=seed,
+        )
         sample_ss, fault_ss = np.random.SeedSequence(seed).spawn(2)
         self._sample_rng = np.random.default_rng(sample_ss)
         self._fault_rng = np.random.default_rng(fault_ss)

@@ -115,8 +115,12 @@ class TorchClient:
         cfg = local.config_for(self.num_examples, config)
         seed = None if local.seed is None else _client_seed(local.seed, config.round, self.client_id)
         res = train_dp_sgd(
-            self._model, self._x_np, self._y_np, "cross_entropy" if self.task == "classification" else "mse",
-            cfg, seed=seed,
+            self._model,
+            self._x_np,
+            self._y_np,
+            "cross_entropy" if self.task == "classification" else "mse",
+            cfg,
+            seed=seed,
         )
         delta = get_flat(self._model) - global_weights
         return ClientUpdate(

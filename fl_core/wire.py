@@ -21,7 +21,11 @@ VERSION = 1
 _GLOBAL = b"PAGM"
 _UPDATE = b"PAGU"
 _GLOBAL_HDR = struct.Struct("<4sBII")  # magic, version, round, n_params
-_UPDATE_HDR = struct.Struct("<4sBIIQI")  # magic, version, round, client_id, num_examples, n_params
+_UPDATE_HDR = struct.Struct(
+    "<4sBIIQIBd"
+)  # magic, version, round, client_id, num_examples, n_params, bits, scale
+_INT_TYPES = {16: "<i2", 8: "<i1"}
+UPLOAD_BITS = (32, 16, 8)
 _LEN = struct.Struct("<I")
 
 
@@ -63,29 +67,57 @@ def decode_global(data: bytes) -> tuple[ModelVector, RoundConfig]:
     return weights, RoundConfig(**cfg)
 
 
-def encode_update(update: ClientUpdate, round_: int) -> bytes:
-    """Client -> server: the model delta, example count and training metrics (plaintext path)."""
+def quantize(delta: np.ndarray, bits: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """b-bit update compression: scale by max|x| / (2^(b-1) - 1), unbiased stochastic rounding.
+
+    The decoded value differs from the input by less than `scale` per coordinate, with zero mean.
+    """
+    top = 2 ** (bits - 1) - 1
+    peak = float(np.max(np.abs(delta))) if delta.size else 0.0
+    scale = peak / top if peak > 0 else 1.0
+    x = delta.astype(np.float64) / scale
+    low = np.floor(x)
+    q = low + (rng.random(x.shape) < (x - low))
+    return np.clip(q, -top, top).astype(_INT_TYPES[bits]), scale
+
+
+def encode_update(
+    update: ClientUpdate, round_: int, *, bits: int = 32, rng: np.random.Generator | None = None
+) -> bytes:
+    """Client -> server: the model delta (float32, or b-bit quantized), example count and metrics."""
+    if bits not in UPLOAD_BITS:
+        raise UpdateRejectedError(f"upload bits must be one of {UPLOAD_BITS}, got {bits}")
     # compute_s is a simulation measurement, not something a client sends.
     body = _json_bytes({"metrics": {k: float(v) for k, v in update.metrics.items()}})
-    return (
-        _UPDATE_HDR.pack(_UPDATE, VERSION, round_, update.client_id, update.num_examples, update.delta.size)
-        + _floats(update.delta)
-        + _LEN.pack(len(body))
-        + body
+    if bits == 32:
+        payload, scale = _floats(update.delta), 1.0
+    else:
+        q, scale = quantize(update.delta, bits, rng if rng is not None else np.random.default_rng())
+        payload = q.tobytes()
+    hdr = _UPDATE_HDR.pack(
+        _UPDATE, VERSION, round_, update.client_id, update.num_examples, update.delta.size, bits, scale
     )
+    return hdr + payload + _LEN.pack(len(body)) + body
 
 
 def decode_update(data: bytes, *, expected_round: int, expected_size: int) -> ClientUpdate:
     """Inverse of `encode_update`, validating round, length and finiteness before anything is averaged."""
     try:
-        magic, version, rnd, cid, n_ex, n = _UPDATE_HDR.unpack_from(data, 0)
+        magic, version, rnd, cid, n_ex, n, bits, scale = _UPDATE_HDR.unpack_from(data, 0)
         if magic != _UPDATE or version != VERSION:
             raise UpdateRejectedError(f"not a v{VERSION} update message (magic={magic!r}, v={version})")
+        if bits not in UPLOAD_BITS or not (np.isfinite(scale) and scale > 0):
+            raise UpdateRejectedError(f"update message has bits={bits}, scale={scale}")
         off = _UPDATE_HDR.size
-        if 4 * n + off + _LEN.size > len(data):
+        width = bits // 8
+        if width * n + off + _LEN.size > len(data):
             raise UpdateRejectedError(f"update message truncated: {len(data)} bytes for {n} parameters")
-        delta = np.frombuffer(data, dtype="<f4", count=n, offset=off).astype(np.float32)
-        off += 4 * n
+        if bits == 32:
+            delta = np.frombuffer(data, dtype="<f4", count=n, offset=off).astype(np.float32)
+        else:
+            raw = np.frombuffer(data, dtype=_INT_TYPES[bits], count=n, offset=off)
+            delta = (raw.astype(np.float64) * scale).astype(np.float32)
+        off += width * n
         (blen,) = _LEN.unpack_from(data, off)
         off += _LEN.size
         if off + blen != len(data):

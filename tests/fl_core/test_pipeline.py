@@ -185,3 +185,18 @@ def test_central_dp_reveals_no_counts_and_adds_noise() -> None:
 def test_senseless_combinations_are_config_errors(kwargs: dict, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         PrivacySpec(**kwargs)
+
+
+def test_upload_bits_need_plaintext() -> None:
+    with pytest.raises(ConfigError, match="upload_bits"):
+        RoundPipeline(
+            PrivacySpec(secagg=True),
+            dim=4,
+            sampler=ClientSampler(3, "fixed", 3),
+            strategy=FedAvg(),
+            upload_bits=8,
+        )
+    with pytest.raises(ConfigError, match="upload_bits"):
+        RoundPipeline(
+            PrivacySpec(), dim=4, sampler=ClientSampler(3, "fixed", 3), strategy=FedAvg(), upload_bits=4
+        )

@@ -137,7 +137,12 @@ def test_bad_sampler_raises(kwargs) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"dropout_rate": 1.0}, {"dropout_rate": -0.1}, {"deadline_s": 0.0}, ]
+    "kwargs",
+    [
+        {"dropout_rate": 1.0},
+        {"dropout_rate": -0.1},
+        {"deadline_s": 0.0},
+    ],
 )
 def test_bad_fault_model_raises(kwargs) -> None:
     with pytest.raises(ConfigError):

@@ -63,3 +63,23 @@ def test_wrong_round_size_and_weight_rejected() -> None:
         decode_update(data, expected_round=1, expected_size=5)
     with pytest.raises(UpdateRejectedError, match="num_examples"):
         decode_update(_update_bytes(np.ones(4), n=0), expected_round=1, expected_size=4)
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_quantized_upload_is_smaller_bounded_and_unbiased(bits: int) -> None:
+    rng = np.random.default_rng(0)
+    d = rng.standard_normal(20_000).astype(np.float32)
+    full = encode_update(ClientUpdate(1, d, 5), 1)
+    small = encode_update(ClientUpdate(1, d, 5), 1, bits=bits, rng=rng)
+    assert len(small) < len(full) * (bits / 32) + 200
+    got = decode_update(small, expected_round=1, expected_size=d.size).delta
+    scale = float(np.max(np.abs(d))) / (2 ** (bits - 1) - 1)
+    err = got.astype(np.float64) - d
+    assert np.max(np.abs(err)) <= scale * (1 + 1e-6)
+    assert abs(err.mean()) < 4 * scale / np.sqrt(d.size)  # stochastic rounding is unbiased
+    assert np.any(err != 0)
+
+
+def test_bad_upload_bits_rejected() -> None:
+    with pytest.raises(UpdateRejectedError, match="upload bits"):
+        encode_update(ClientUpdate(1, np.ones(3, np.float32), 5), 1, bits=12)
