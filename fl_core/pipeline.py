@@ -142,6 +142,7 @@ class RoundPipeline:
         self.clipper: AdaptiveClipper | None = None
         self.accountant: PrivacyAccountant | None = None
         self.ledgers: ClientLedgers | None = None
+        self._local_eps: dict[int, float] = {}
         self.record_transcript = False
         try:
             if spec.adaptive_clipping:
@@ -200,7 +201,7 @@ class RoundPipeline:
         if self.accountant is not None:
             return self.accountant.epsilon() if self.accountant.entries else 0.0
         if self.ledgers is not None:
-            return self.ledgers.max_epsilon()
+            return max(self._local_eps.values(), default=0.0)
         return None
 
     # ------------------------------------------------------------------ client side
@@ -392,3 +393,4 @@ class RoundPipeline:
             return
         for cid, event in events:
             self.ledgers.commit(str(cid), event, label="dp-sgd local training", round_id=round_)
+            self._local_eps[cid] = self.ledgers.epsilon(str(cid))  # only ledgers that changed
