@@ -381,13 +381,18 @@ class PrivacyAccountant:
             raise InvalidPrivacyParameterError(
                 f"accountant JSON version must be {_JSON_VERSION}, found {found!r}"
             )
-        acc = cls(
-            max_epsilon=data["max_epsilon"],
-            delta=data["delta"],
-            neighbouring=data["neighbouring"],
-            pld_discretization=data["pld_discretization"],
-        )
-        acc._entries = [LedgerEntry.from_dict(e) for e in data["entries"]]
+        try:
+            acc = cls(
+                max_epsilon=data["max_epsilon"],
+                delta=data["delta"],
+                neighbouring=data["neighbouring"],
+                pld_discretization=data["pld_discretization"],
+            )
+            acc._entries = [LedgerEntry.from_dict(e) for e in data["entries"]]
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, InvalidPrivacyParameterError):
+                raise
+            raise InvalidPrivacyParameterError(f"accountant JSON is malformed: {err!r}") from err
         return acc
 
     def __eq__(self, other: object) -> bool:

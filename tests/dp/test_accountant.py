@@ -116,6 +116,16 @@ def test_json_round_trip_exact() -> None:
     assert back.epsilon() == acc.epsilon()
 
 
+def test_from_json_rejects_malformed_state() -> None:
+    good = json.loads(PrivacyAccountant(delta=1e-5).to_json())
+    with pytest.raises(InvalidPrivacyParameterError, match="version"):
+        PrivacyAccountant.from_json(json.dumps(good | {"version": 99}))
+    with pytest.raises(InvalidPrivacyParameterError, match="entries"):
+        PrivacyAccountant.from_json(json.dumps({k: v for k, v in good.items() if k != "entries"}))
+    with pytest.raises(InvalidPrivacyParameterError, match="parse"):
+        PrivacyAccountant.from_json("{not json")
+
+
 def test_event_dict_round_trip_and_rejects_foreign_types() -> None:
     ev = dpa.ComposedDpEvent([E.fixed_cohort_round(1.0, 10, 1000), E.rounds(2.0, 0.5, 3)])
     assert event_from_dict(json.loads(json.dumps(event_to_dict(ev)))) == ev
