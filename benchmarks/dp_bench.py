@@ -38,7 +38,7 @@ WORKLOADS = {
     "digits-cnn": (
         "digits",
         "cnn",
-        {"batch_size": 128, "max_grad_norm": 0.5, "lr": 4.0, "momentum": 0.0, "epochs": 15},
+        {"batch_size": 96, "max_grad_norm": 0.5, "lr": 3.0, "momentum": 0.0, "epochs": 15},
     ),
     "breast_cancer-mlp": (
         "breast_cancer",
