@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Literal
 
+import dp_accounting as dpa
 import numpy as np
 import torch
 from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
@@ -83,7 +84,7 @@ class LocalDPResult:
     last_epoch_loss: float
     samples_per_second: float
     seeded: bool
-    event: object
+    event: dpa.DpEvent
 
 
 _FIXES = {
@@ -205,49 +206,52 @@ def train_dp_sgd(
 
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-    gsm.train()
-    losses: list[float] = []
-    epoch_losses: list[float] = []
-    steps_per_epoch = steps // config.epochs
-    first = last = float("nan")
-    t0 = time.perf_counter()
-    try:
-        for step in range(steps):
-            idx = np.flatnonzero(sampler.random(n) < q)
+    with warnings.catch_warnings():  # torch warns on every backward hook when inputs need no grad
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        gsm.train()
+        losses: list[float] = []
+        epoch_losses: list[float] = []
+        steps_per_epoch = steps // config.epochs
+        first = last = float("nan")
+        t0 = time.perf_counter()
+        try:
+            for step in range(steps):
+                idx = np.flatnonzero(sampler.random(n) < q)
+                opt.zero_grad(set_to_none=True)
+                if idx.size == 0:
+                    # An empty Poisson batch still releases noise: (0 + N(0, (zC)^2)) / B.
+                    with torch.no_grad():
+                        for p in params:
+                            p.grad = (
+                                torch.normal(0.0, std, size=p.shape, generator=noise_gen) / config.batch_size
+                            )
+                    base_opt.step()
+                    continue
+                ti = torch.from_numpy(idx)
+                out = gsm(xt[ti])
+                target = yt[ti]
+                if loss == "mse" and out.dim() == 2 and target.dim() == 1:
+                    target = target.unsqueeze(1)
+                if ghost:
+                    batch_loss = dp_loss(out, target)
+                else:
+                    batch_loss = criterion(out, target)
+                batch_loss.backward()
+                opt.step()
+                value = float(batch_loss.item())
+                losses.append(value)
+                epoch_losses.append(value)
+                if (step + 1) % steps_per_epoch == 0:
+                    losses_epoch_mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
+                    if step + 1 == steps_per_epoch:
+                        first = losses_epoch_mean
+                    last = losses_epoch_mean
+                    epoch_losses = []
+        finally:
+            elapsed = time.perf_counter() - t0
+            torch.set_num_threads(prev_threads)
             opt.zero_grad(set_to_none=True)
-            if idx.size == 0:
-                # An empty Poisson batch still releases noise: (0 + N(0, (zC)^2)) / B.
-                with torch.no_grad():
-                    for p in params:
-                        p.grad = torch.normal(0.0, std, size=p.shape, generator=noise_gen) / config.batch_size
-                base_opt.step()
-                continue
-            ti = torch.from_numpy(idx)
-            out = gsm(xt[ti])
-            target = yt[ti]
-            if loss == "mse" and out.dim() == 2 and target.dim() == 1:
-                target = target.unsqueeze(1)
-            if ghost:
-                batch_loss = dp_loss(out, target)
-            else:
-                batch_loss = criterion(out, target)
-            batch_loss.backward()
-            opt.step()
-            value = float(batch_loss.item())
-            losses.append(value)
-            epoch_losses.append(value)
-            if (step + 1) % steps_per_epoch == 0:
-                losses_epoch_mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
-                if step + 1 == steps_per_epoch:
-                    first = losses_epoch_mean
-                last = losses_epoch_mean
-                epoch_losses = []
-    finally:
-        elapsed = time.perf_counter() - t0
-        torch.set_num_threads(prev_threads)
-        opt.zero_grad(set_to_none=True)
-        _unwrap(gsm)
+            _unwrap(gsm)
     event = _events.dp_sgd(config.noise_multiplier, q, steps)
     return LocalDPResult(
         epsilon=epsilon_for(config.noise_multiplier, q, steps, config.delta),
