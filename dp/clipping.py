@@ -99,6 +99,17 @@ class AdaptiveClipper:
         noise = float(self._source.generator.normal(0.0, self.count_stddev))
         return (float(indicator_sum) + noise) / self.expected_cohort + 0.5
 
+    def count_noise_share(self, min_cohort: int) -> float:
+        """Distributed DP: a client's share N(0, sigma_b^2 / m_min) to add to its indicator before secagg."""
+        m = int(min_cohort)
+        if m < 1:
+            raise InvalidPrivacyParameterError(f"min_cohort must be an integer >= 1, found {min_cohort!r}")
+        return float(self._source.generator.normal(0.0, self.count_stddev / math.sqrt(m)))
+
+    def unclipped_fraction_from_noised_sum(self, noised_indicator_sum: float) -> float:
+        """Distributed DP: b from a securely summed, already-noised sum of (b_i - 1/2) + shares."""
+        return float(noised_indicator_sum) / self.expected_cohort + 0.5
+
     def step(self, unclipped_fraction: float) -> float:
         """Geometric update C <- C * exp(-eta * (b - gamma)); returns the new clip norm."""
         b = float(unclipped_fraction)

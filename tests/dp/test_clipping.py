@@ -98,3 +98,13 @@ def test_clip_bad_norm() -> None:
         clip_l2(np.ones(3), -2)
     with pytest.raises(InvalidPrivacyParameterError, match="inf"):
         clip_l2(np.array([np.inf, 1.0]), 1.0)
+
+
+def test_distributed_count_shares_carry_sigma_b() -> None:
+    m_min = 20
+    clipper = AdaptiveClipper(1.0, noise_multiplier=1.0, expected_cohort=m_min, count_stddev=2.0, seed=1)
+    totals = np.array([sum(clipper.count_noise_share(m_min) for _ in range(m_min)) for _ in range(10_000)])
+    assert abs(float(np.var(totals)) / 4.0 - 1.0) < 0.05  # sd of the estimate 1.4%
+    assert clipper.unclipped_fraction_from_noised_sum(5.0) == pytest.approx(5.0 / m_min + 0.5)
+    with pytest.raises(InvalidPrivacyParameterError, match="0"):
+        clipper.count_noise_share(0)
