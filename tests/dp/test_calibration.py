@@ -11,7 +11,7 @@ from dp.calibration import calibrate_dp_sgd, calibrate_noise, dp_sgd_steps
 from dp.errors import CalibrationError, InvalidPrivacyParameterError
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(
     eps=st.floats(0.5, 10.0),
     log_delta=st.integers(-8, -4),
