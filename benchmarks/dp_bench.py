@@ -221,8 +221,8 @@ def bench_accuracy(epochs: int | None, seeds: int, delta: float) -> None:
 
 
 def _clear_caches() -> None:
-    acc_mod._cached_accountant.cache_clear()
-    acc_mod._base_pld.cache_clear()
+    for cached in (acc_mod._epsilon, acc_mod._delta, acc_mod._cached_accountant, acc_mod._base_pld):
+        cached.cache_clear()
 
 
 def _best(fn, repeats: int = 3) -> tuple[float, float]:

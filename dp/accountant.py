@@ -120,7 +120,7 @@ def _supports(groups: tuple[tuple[str, int], ...], method: str, relation: Neighb
     return all(acc.supports(event_from_dict(json.loads(k))) for k, _ in groups)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)  # one per (z, q): clients with different dataset sizes have different q
 def _base_pld(key: str, relation: Neighbouring, discretization: float) -> _PLD.PrivacyLossDistribution:
     """PLD of one Poisson-sampled Gaussian (the costly part, ~0.3 s): built once per event and reused."""
     ev = event_from_dict(json.loads(key))
@@ -155,7 +155,7 @@ class _ComposedPLD:
         return self._pld.get_delta_for_epsilon(target_epsilon)
 
 
-@functools.lru_cache(maxsize=16)  # each entry holds a composed PLD (a few MB at 1,000 rounds)
+@functools.lru_cache(maxsize=4)  # each entry holds a composed PLD (a few MB at 1,000 rounds)
 def _cached_accountant(
     groups: tuple[tuple[str, int], ...], method: str, relation: Neighbouring, discretization: float
 ) -> dpa.PrivacyAccountant | _ComposedPLD:
@@ -182,14 +182,28 @@ def _resolve(groups: tuple[tuple[str, int], ...], method: Method, relation: Neig
     return method
 
 
-def _epsilon(groups, delta: float, method: Method, relation: Neighbouring, discretization: float) -> float:
+@functools.lru_cache(maxsize=4096)  # floats only: can_spend, commit and epsilon of one round share a key
+def _epsilon(
+    groups: tuple[tuple[str, int], ...],
+    delta: float,
+    method: Method,
+    relation: Neighbouring,
+    discretization: float,
+) -> float:
     if not groups:
         return 0.0
     m = _resolve(groups, method, relation)
     return float(_cached_accountant(groups, m, relation, discretization).get_epsilon(delta))
 
 
-def _delta(groups, epsilon: float, method: Method, relation: Neighbouring, discretization: float) -> float:
+@functools.lru_cache(maxsize=4096)
+def _delta(
+    groups: tuple[tuple[str, int], ...],
+    epsilon: float,
+    method: Method,
+    relation: Neighbouring,
+    discretization: float,
+) -> float:
     if not groups:
         return 0.0
     m = _resolve(groups, method, relation)
