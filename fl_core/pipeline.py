@@ -171,12 +171,12 @@ class RoundPipeline:
 
         Poisson sampling: PoissonSampled(Gaussian(z)) under add/remove (McMahan et al. 2018). A fixed
         cohort of m out of N: SampledWithoutReplacement under replace-one, where one client's clipped
-        update moves the sum by up to 2C, so the Gaussian's multiplier relative to that sensitivity is z/2.
+        update moves the sum by up to 2C (`dp.events.fixed_cohort_round` charges the inner Gaussian z/2).
         """
         z = self.spec.noise_multiplier
         if self.sampler.mode == "poisson":
             return dp_events.poisson_round(z, self.sampler.rate)
-        return dp_events.fixed_cohort_round(z / 2.0, self.sampler.clients_per_round, self.sampler.num_clients)
+        return dp_events.fixed_cohort_round(z, self.sampler.clients_per_round, self.sampler.num_clients)
 
     def budget_stop(self, local_events: Mapping[int, Any] | None = None) -> str | None:
         """Phase one of charging: the reason this round must not start, or None if it fits the budget."""

@@ -200,3 +200,23 @@ def test_upload_bits_need_plaintext() -> None:
         RoundPipeline(
             PrivacySpec(), dim=4, sampler=ClientSampler(3, "fixed", 3), strategy=FedAvg(), upload_bits=4
         )
+
+
+def test_fixed_cohort_round_is_charged_with_half_the_multiplier_once() -> None:
+    # A full cohort (m = N) without sampling under replace-one is a Gaussian of multiplier z/2 (sensitivity
+    # 2C): the charged epsilon must equal that Gaussian's, not z/4's (double halving) nor z's.
+    from dp.accountant import PrivacyAccountant
+    from dp.events import gaussian
+
+    z = 2.0
+    pipe = RoundPipeline(
+        PrivacySpec(dp="central", noise_multiplier=z),
+        dim=4,
+        sampler=ClientSampler(10, "fixed", 10),
+        strategy=FedAvg(),
+    )
+    charged = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    charged.commit(pipe.round_event())
+    reference = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    reference.commit(gaussian(z / 2.0))
+    assert charged.epsilon(method="rdp") == pytest.approx(reference.epsilon(method="rdp"), rel=0.02)
