@@ -158,8 +158,13 @@ def train_dp_sgd(
     config: DPSGDConfig,
     *,
     seed: int | None = None,
+    account: bool = True,
 ) -> LocalDPResult:
-    """Train `model` in place with DP-SGD; epsilon is PLD, the accountant's number for (q, z, steps)."""
+    """Train `model` in place with DP-SGD; epsilon is PLD, the accountant's number for (q, z, steps).
+
+    `account=False` skips that epsilon (NaN): a caller that composes `result.event` into its own ledger
+    across rounds (fl_core's per-client ledgers) need not pay for a one-run PLD every call.
+    """
     check_model(model)
     n = int(len(x))
     if n != len(y):
@@ -254,7 +259,7 @@ def train_dp_sgd(
             _unwrap(gsm)
     event = _events.dp_sgd(config.noise_multiplier, q, steps)
     return LocalDPResult(
-        epsilon=epsilon_for(config.noise_multiplier, q, steps, config.delta),
+        epsilon=epsilon_for(config.noise_multiplier, q, steps, config.delta) if account else float("nan"),
         delta=config.delta,
         steps=steps,
         sample_rate=q,

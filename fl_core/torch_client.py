@@ -121,13 +121,14 @@ class TorchClient:
             "cross_entropy" if self.task == "classification" else "mse",
             cfg,
             seed=seed,
+            account=False,  # the run's per-client ledger composes the event across rounds
         )
         delta = get_flat(self._model) - global_weights
         return ClientUpdate(
             client_id=self.client_id,
             delta=delta.astype(np.float32, copy=False),
             num_examples=self.num_examples,
-            metrics={"train_loss": res.mean_loss, "epsilon_local_training": res.epsilon},
+            metrics={"train_loss": res.mean_loss},
             compute_s=time.process_time() - start,
         )
 
