@@ -71,8 +71,10 @@ class PrivacySpec:
                 "dp.mode='distributed' needs secagg.enabled=true: without secure aggregation the server "
                 "sees every client's update carrying only its small share of the noise"
             )
-        if self.adaptive_clipping and self.dp != "central":
-            raise ConfigError("dp.adaptive_clipping works with dp.mode='central' only")
+        if self.adaptive_clipping and not self.client_level_dp:
+            raise ConfigError(
+                "dp.adaptive_clipping needs client-level DP (dp.mode='central' or 'distributed')"
+            )
         if self.max_epsilon is not None and self.dp == "none":
             raise ConfigError("dp.max_epsilon is set but dp.mode='none': there is no budget to enforce")
         for key in ("clip_norm", "noise_multiplier", "secagg_range", "metric_scale"):
@@ -164,6 +166,11 @@ class RoundPipeline:
         except DPError as exc:
             raise ConfigError(f"dp: {exc}") from None
 
+    @property
+    def sum_noise_multiplier(self) -> float:
+        """z for the sum: as configured, or z_delta when adaptive clipping spends part of it on the count."""
+        return self.clipper.sum_noise_multiplier if self.clipper is not None else self.spec.noise_multiplier
+
     # ------------------------------------------------------------------ accounting
 
     def round_event(self) -> Any:
@@ -226,9 +233,14 @@ class RoundPipeline:
             res, indicator = clip_l2(update.delta, self.clip_norm), 0.0
         vec = res.clipped.astype(np.float64)
         if s.dp == "distributed":
+            m_min = self.min_cohort(started)
             vec = vec + distributed_gaussian_share(
-                vec.size, s.noise_multiplier, self.clip_norm, self.min_cohort(started), self.noise
+                vec.size, self.sum_noise_multiplier, self.clip_norm, m_min, self.noise
             )
+            if (
+                self.clipper is not None
+            ):  # the count gets its noise in shares too (Andrew et al. 2021, Sec. 3)
+                indicator += self.clipper.count_noise_share(m_min)
         return ClientUpdate(
             update.client_id, vec.astype(np.float32), 1, {"indicator": indicator}, update.compute_s
         )
@@ -236,21 +248,23 @@ class RoundPipeline:
     def _pack(self, u: ClientUpdate) -> np.ndarray:
         """One float vector per client for the secure sum: [w * delta, w, w * loss / L, indicator]."""
         s = self.spec
-        if s.client_level_dp:
-            w, loss = 1.0, 0.0
+        if s.client_level_dp:  # unit weight, known to the server anyway: the weight and loss slots stay 0
+            scale, w, loss = 1.0, 0.0, 0.0
         else:
-            w = min(u.num_examples, s.weight_cap) / s.weight_cap
+            scale = w = min(u.num_examples, s.weight_cap) / s.weight_cap
             loss = min(max(float(u.metrics.get("train_loss", 0.0)), 0.0), s.metric_scale) / s.metric_scale
         tail = np.array([w, w * loss, float(u.metrics.get("indicator", 0.0))])
-        return np.concatenate([w * u.delta.astype(np.float64), tail])
+        return np.concatenate([scale * u.delta.astype(np.float64), tail])
 
     def encoding_range(self, started: int) -> float:
         """Per-coordinate range of the ring encoding: the clipped update plus 8 standard deviations of
         the client's noise share (distributed DP), the configured range otherwise."""
         s = self.spec
         if s.dp == "distributed":
-            share_sd = s.noise_multiplier * self.clip_norm / math.sqrt(self.min_cohort(started))
-            return self.clip_norm + 8.0 * share_sd
+            root = math.sqrt(self.min_cohort(started))
+            share_sd = self.sum_noise_multiplier * self.clip_norm / root
+            count_sd = self.clipper.count_stddev / root if self.clipper is not None else 0.0
+            return max(self.clip_norm + 8.0 * share_sd, 0.5 + 8.0 * count_sd)
         if s.client_level_dp:
             return self.clip_norm
         return max(s.secagg_range, 1.0)
@@ -367,12 +381,15 @@ class RoundPipeline:
         total = sums.delta
         if s.client_level_dp:
             if s.dp == "central":
-                z = self.clipper.sum_noise_multiplier if self.clipper is not None else s.noise_multiplier
-                total = gaussian_noise_sum(total, z, self.clip_norm, self.noise)
+                total = gaussian_noise_sum(total, self.sum_noise_multiplier, self.clip_norm, self.noise)
             denominator = self.sampler.expected_cohort
             info["clip_norm"] = self.clip_norm
             if self.clipper is not None:
-                self.clip_norm = self.clipper.step(self.clipper.noised_unclipped_fraction(sums.indicator))
+                if s.dp == "central":
+                    b = self.clipper.noised_unclipped_fraction(sums.indicator)
+                else:  # the securely summed indicators already carry their noise shares
+                    b = self.clipper.unclipped_fraction_from_noised_sum(sums.indicator)
+                self.clip_norm = self.clipper.step(b)
         else:
             denominator = sums.weight
         mean = (total / denominator).astype(np.float32)

@@ -173,7 +173,6 @@ def test_central_dp_reveals_no_counts_and_adds_noise() -> None:
     ("kwargs", "needle"),
     [
         ({"dp": "distributed"}, "needs secagg"),
-        ({"dp": "distributed", "secagg": True, "adaptive_clipping": True}, "adaptive"),
         ({"dp": "local", "adaptive_clipping": True}, "adaptive"),
         ({"max_epsilon": 1.0}, "no budget"),
         ({"dp": "central", "noise_multiplier": 0.0}, "noise_multiplier"),
@@ -220,3 +219,36 @@ def test_fixed_cohort_round_is_charged_with_half_the_multiplier_once() -> None:
     reference = PrivacyAccountant(delta=1e-5, neighbouring="replace")
     reference.commit(gaussian(z / 2.0))
     assert charged.epsilon(method="rdp") == pytest.approx(reference.epsilon(method="rdp"), rel=0.02)
+
+
+class FixedNormClient:
+    """Always sends the same update, of a known norm (so the clip norm has a known target quantile)."""
+
+    def __init__(self, cid: int, norm: float) -> None:
+        self.client_id, self.num_examples = cid, 10
+        self.delta = np.full(DIM, norm / np.sqrt(DIM), np.float32)
+
+    def fit(self, w: np.ndarray, config: RoundConfig) -> ClientUpdate:
+        return ClientUpdate(self.client_id, self.delta, self.num_examples)
+
+    def evaluate(self, w: np.ndarray, config: RoundConfig) -> dict[str, float]:
+        return {}
+
+
+def test_adaptive_clipping_with_distributed_noise_tracks_the_median_norm() -> None:
+    norms = np.exp(np.random.default_rng(5).normal(0.0, 0.5, 20))  # median ~1
+    clients = [FixedNormClient(i, float(v)) for i, v in enumerate(norms)]
+    spec = PrivacySpec(
+        dp="distributed",
+        secagg=True,
+        noise_multiplier=0.5,
+        clip_norm=0.05,
+        adaptive_clipping=True,
+        clip_learning_rate=0.5,
+        noise_seed=2,
+    )
+    server = _server(clients, spec)
+    server.run(40)
+    final = server.pipeline.clip_norm
+    below = float(np.mean(norms <= final))
+    assert 0.3 <= below <= 0.7, (final, below)  # the target quantile is 0.5; it started at 0.05
