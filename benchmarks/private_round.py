@@ -25,11 +25,22 @@ ROWS = [
     ("plaintext, 8-bit uploads", ["train.upload_bits=8"]),
     ("+ secagg", ["secagg.enabled=true"]),
     (
-        "+ secagg + distributed DP (z=1, C=1)",
+        "+ secagg + distributed DP (z=1, C=1), fixed cohort",
         ["secagg.enabled=true", "dp.mode=distributed", "dp.noise_multiplier=1.0", "dp.clip_norm=1.0"],
     ),
     (
-        "+ secagg + central DP, adaptive clip",
+        "+ secagg + distributed DP (z=1, C=1), Poisson q=0.2",
+        [
+            "secagg.enabled=true",
+            "dp.mode=distributed",
+            "dp.noise_multiplier=1.0",
+            "dp.clip_norm=1.0",
+            "sampling.mode=poisson",
+            "sampling.rate=0.2",
+        ],
+    ),
+    (
+        "+ secagg + central DP, adaptive clip, Poisson q=0.2",
         [
             "secagg.enabled=true",
             "dp.mode=central",
