@@ -96,6 +96,8 @@ class DPSection(_Section):
     delta: float = Field(1e-5, gt=0.0, lt=1.0)
     max_epsilon: PositiveFloat | None = None
     seed: int | None = Field(None, ge=0)
+    mechanism: Literal["gaussian", "discrete_gaussian"] = "gaussian"
+    ddg_bits: int = Field(16, ge=2, le=32)
 
     @model_validator(mode="after")
     def _noise_xor_target(self) -> DPSection:

@@ -238,6 +238,8 @@ def privacy_spec(config: RunConfig, noise_multiplier: float) -> PrivacySpec:
         weight_cap=sa.weight_cap,
         dropout_tolerance=sa.dropout_tolerance,
         corrupt_fraction=sa.corrupt_fraction,
+        mechanism=d.mechanism,
+        ddg_bits=d.ddg_bits,
     )
 
 

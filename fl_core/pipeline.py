@@ -26,7 +26,14 @@ from dp import events as dp_events
 from dp.accountant import ClientLedgers, PrivacyAccountant
 from dp.clipping import AdaptiveClipper, clip_l2
 from dp.errors import DPError
-from dp.noise import distributed_gaussian_share, gaussian_noise_sum
+from dp.noise import (
+    DiscreteGaussianParams,
+    DistributedDiscreteGaussian,
+    discrete_gaussian_event,
+    discrete_gaussian_params,
+    distributed_gaussian_share,
+    gaussian_noise_sum,
+)
 from dp.rng import noise_source
 from fl_core.errors import ConfigError, UpdateRejectedError
 from fl_core.sampling import ClientSampler
@@ -62,6 +69,8 @@ class PrivacySpec:
     metric_scale: float = 100.0
     dropout_tolerance: float = 0.3
     corrupt_fraction: float = 0.05
+    mechanism: Literal["gaussian", "discrete_gaussian"] = "gaussian"
+    ddg_bits: int = 16
 
     def __post_init__(self) -> None:
         if self.dp not in ("none", "central", "distributed", "local"):
@@ -71,6 +80,19 @@ class PrivacySpec:
                 "dp.mode='distributed' needs secagg.enabled=true: without secure aggregation the server "
                 "sees every client's update carrying only its small share of the noise"
             )
+        if self.mechanism not in ("gaussian", "discrete_gaussian"):
+            raise ConfigError(f"dp.mechanism must be gaussian or discrete_gaussian, got {self.mechanism!r}")
+        if self.mechanism == "discrete_gaussian":
+            if self.dp != "distributed":
+                raise ConfigError(
+                    "dp.mechanism='discrete_gaussian' is the distributed mechanism: set dp.mode='distributed'"
+                )
+            if self.adaptive_clipping:
+                raise ConfigError(
+                    "dp.adaptive_clipping is not available with the discrete Gaussian mechanism"
+                )
+            if not 2 <= self.ddg_bits <= 32:
+                raise ConfigError(f"dp.ddg_bits must be in [2, 32], got {self.ddg_bits}")
         if self.adaptive_clipping and not self.client_level_dp:
             raise ConfigError(
                 "dp.adaptive_clipping needs client-level DP (dp.mode='central' or 'distributed')"
@@ -100,6 +122,7 @@ class Sums:
     loss: float
     indicator: float
     survivors: tuple[int, ...]
+    started: int = 0  # clients that began the round (sizes the distributed noise floor)
 
 
 @dataclass
@@ -145,6 +168,7 @@ class RoundPipeline:
         self.accountant: PrivacyAccountant | None = None
         self.ledgers: ClientLedgers | None = None
         self._local_eps: dict[int, float] = {}
+        self._ddg_cache: dict[int, DiscreteGaussianParams] = {}
         self.record_transcript = False
         try:
             if spec.adaptive_clipping:
@@ -173,7 +197,7 @@ class RoundPipeline:
 
     # ------------------------------------------------------------------ accounting
 
-    def round_event(self) -> Any:
+    def round_event(self, started: int | None = None) -> Any:
         """The DpEvent one client-level DP round costs.
 
         Poisson sampling: PoissonSampled(Gaussian(z)) under add/remove (McMahan et al. 2018). A fixed
@@ -181,17 +205,41 @@ class RoundPipeline:
         update moves the sum by up to 2C (`dp.events.fixed_cohort_round` charges the inner Gaussian z/2).
         """
         z = self.spec.noise_multiplier
+        if self.spec.mechanism == "discrete_gaussian":
+            # KLS 2021 Thm. 1 as (xi, rho)-zCDP for this round's cohort; no sampling amplification claimed
+            return discrete_gaussian_event(self.ddg_params(started or self.sampler.num_clients))
         if self.sampler.mode == "poisson":
             return dp_events.poisson_round(z, self.sampler.rate)
         return dp_events.fixed_cohort_round(z, self.sampler.clients_per_round, self.sampler.num_clients)
 
-    def budget_stop(self, local_events: Mapping[int, Any] | None = None) -> str | None:
+    def ddg_params(self, started: int) -> DiscreteGaussianParams:
+        """Distributed discrete Gaussian parameters for a round that starts with `started` clients: noise
+        shares sized for the smallest cohort secagg may finish with, the ring sized for all of them."""
+        key = max(started, 2)
+        if key not in self._ddg_cache:
+            s = self.spec
+            try:
+                self._ddg_cache[key] = discrete_gaussian_params(
+                    self.dim,
+                    s.clip_norm,
+                    s.noise_multiplier,
+                    self.min_cohort(key),
+                    max_clients=key,
+                    bits=s.ddg_bits,
+                )
+            except DPError as exc:
+                raise ConfigError(f"dp.mechanism='discrete_gaussian': {exc}") from None
+        return self._ddg_cache[key]
+
+    def budget_stop(
+        self, local_events: Mapping[int, Any] | None = None, started: int | None = None
+    ) -> str | None:
         """Phase one of charging: the reason this round must not start, or None if it fits the budget."""
         cap = self.spec.max_epsilon
         if cap is None:
             return None
         if self.accountant is not None:
-            eps = self.accountant.projected_epsilon(self.round_event())
+            eps = self.accountant.projected_epsilon(self.round_event(started))
             if eps > cap:
                 return f"the next round would take epsilon to {eps:.4g} > max_epsilon={cap:g}"
         if self.ledgers is not None:
@@ -227,6 +275,8 @@ class RoundPipeline:
         s = self.spec
         if not s.client_level_dp:
             return update
+        if s.mechanism == "discrete_gaussian":  # clip, rotate, round and noise happen in its encoder
+            return ClientUpdate(update.client_id, update.delta, 1, {}, update.compute_s)
         if self.clipper is not None:
             res, indicator = self.clipper.clip(update.delta)
         else:
@@ -290,11 +340,17 @@ class RoundPipeline:
         contributions: Mapping[int, ClientUpdate],
         drop_stage: Mapping[int, str],
         global_weights: ModelVector,
+        started: int | None = None,
     ) -> Transmission:
         """Steps 5-8: plaintext upload, or encode -> mask -> sum -> unmask -> decode through secagg."""
         if self.spec.secagg:
-            return self._secure(round_, contributions, drop_stage, global_weights)
-        return self._plain(round_, contributions)
+            return self._secure(
+                round_, contributions, drop_stage, global_weights, started or len(contributions)
+            )
+        tx = self._plain(round_, contributions)
+        if tx.sums is not None:
+            tx.sums.started = started or len(contributions)
+        return tx
 
     def _plain(self, round_: int, contributions: Mapping[int, ClientUpdate]) -> Transmission:
         total = np.zeros(self.dim, dtype=np.float64)
@@ -323,33 +379,51 @@ class RoundPipeline:
         contributions: Mapping[int, ClientUpdate],
         drop_stage: Mapping[int, str],
         global_weights: ModelVector,
+        started: int,
     ) -> Transmission:
         ids = sorted(contributions)
         if len(ids) < 2:
             return Transmission(None, aborted=f"secure aggregation needs >= 2 clients, {len(ids)} started")
-        vectors = [self._pack(contributions[c]) for c in ids]
         index = {cid: i for i, cid in enumerate(ids)}
+        round_id = os.urandom(16)
+        ddg = None
+        if self.spec.mechanism == "discrete_gaussian":
+            params = self.ddg_params(started)
+            ddg = DistributedDiscreteGaussian(
+                params, hashlib.sha256(b"privagg/ddg-rotation" + round_id).digest()
+            )
+            vectors = [ddg.encode(contributions[c].delta, self.noise) for c in ids]  # on each device
+        else:
+            vectors = [self._pack(contributions[c]) for c in ids]
         drops = {index[c]: st for c, st in drop_stage.items() if c in index and st in STAGES[1:]}
         s = self.spec
         try:
             k, t = self.secagg_parameters(len(ids))
-            floor = self.min_cohort(len(ids)) if s.dp == "distributed" else t
+            floor = self.min_cohort(started) if s.dp == "distributed" else t
+            if floor > len(ids):  # the noise shares were sized for at least `floor` survivors
+                return Transmission(
+                    None, aborted=f"only {len(ids)} of {started} clients reached secagg, need {floor}"
+                )
             cfg = secagg.SecAggConfig(
                 client_ids=tuple(range(len(ids))),
                 vector_length=int(vectors[0].size),
                 threshold=t,
                 neighbours=k,
-                round_id=os.urandom(16),
+                round_id=round_id,
                 model_hash=hashlib.sha256(np.ascontiguousarray(global_weights).tobytes()).digest(),
                 min_survivors=max(t, min(floor, len(ids))),
             )
-            total, res = secagg.secure_sum(
-                vectors,
-                clip_range=self.encoding_range(len(ids)),
-                dropouts=drops,
-                config=cfg,
-                record_transcript=self.record_transcript,
-            )
+            if ddg is None:
+                total, res = secagg.secure_sum(
+                    vectors,
+                    clip_range=self.encoding_range(started),
+                    dropouts=drops,
+                    config=cfg,
+                    record_transcript=self.record_transcript,
+                )
+            else:
+                res = secagg.aggregate(vectors, cfg, dropouts=drops, record_transcript=self.record_transcript)
+                total = np.concatenate([ddg.decode(res.sum), np.zeros(3)])
         except secagg.ThresholdError as exc:
             return Transmission(None, aborted=f"secure aggregation aborted: {exc}")
         except secagg.SecAggConfigError as exc:
@@ -357,7 +431,9 @@ class RoundPipeline:
         back = {i: cid for cid, i in index.items()}
         survivors = tuple(back[i] for i in res.survivors)
         d = self.dim
-        sums = Sums(total[:d], float(total[d]), float(total[d + 1]), float(total[d + 2]), survivors)
+        sums = Sums(
+            total[:d], float(total[d]), float(total[d + 1]), float(total[d + 2]), survivors, started
+        )
         if not self.spec.client_level_dp:  # undo the public scalings of weight and loss
             sums.loss = sums.loss * self.spec.metric_scale
         return Transmission(
@@ -395,7 +471,9 @@ class RoundPipeline:
         mean = (total / denominator).astype(np.float32)
         new = self.strategy.apply(global_weights, mean, round_)
         if self.accountant is not None:
-            self.accountant.commit(self.round_event(), label="dp-fedavg round", round_id=round_)
+            self.accountant.commit(
+                self.round_event(sums.started or None), label="dp-fedavg round", round_id=round_
+            )
         return new, info
 
     def train_loss(self, sums: Sums) -> float:

@@ -123,7 +123,8 @@ class FederatedServer:
         local_events = (
             {c: self.local_event(c) for c in cohort.tolist()} if self.local_event is not None else None
         )
-        reason = self.pipeline.budget_stop(local_events)
+        available, fail_at, _unavailable = self._draw_faults(cohort)
+        reason = self.pipeline.budget_stop(local_events, started=len(available))
         if reason is not None:
             self.stopped = f"budget: before round {round_}, {reason}"
             return None
@@ -131,7 +132,6 @@ class FederatedServer:
         if "proximal_mu" in config.extra:
             config = replace(config, proximal_mu=float(config.extra["proximal_mu"]))
         down = encode_global(self.weights, config)
-        available, fail_at, _unavailable = self._draw_faults(cohort)
 
         # client side: train, then clip / noise / pack (the device's own work)
         contributions: dict[int, ClientUpdate] = {}
@@ -162,12 +162,12 @@ class FederatedServer:
                 contributions.pop(cid, None)
 
         # transmit: plaintext upload, or encode -> mask -> sum -> unmask -> decode
-        tx = self.pipeline.transmit(round_, contributions, drop_stage, self.weights)
+        tx = self.pipeline.transmit(round_, contributions, drop_stage, self.weights, started=len(available))
         rejected.extend(tx.rejected)
         sums = tx.sums
         if sums is None and self.spec.client_level_dp and tx.aborted is None:
             # nobody arrived: still release (noise-only) and charge, so that emptiness is private too
-            sums = Sums(np.zeros(self.weights.size), 0.0, 0.0, 0.0, ())
+            sums = Sums(np.zeros(self.weights.size), 0.0, 0.0, 0.0, (), len(available))
         info: dict[str, Any] = {}
         if sums is not None:
             self.weights, info = self.pipeline.server_side(round_, self.weights, sums)
