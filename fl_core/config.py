@@ -111,7 +111,7 @@ class SecAggSection(_Section):
 
     enabled: bool = False
     clip_range: PositiveFloat = 1.0
-    weight_cap: PositiveInt = 1000
+    weight_cap: PositiveInt | None = None
     dropout_tolerance: float = Field(0.3, ge=0.0, lt=1.0)
     corrupt_fraction: float = Field(0.05, ge=0.0, lt=0.5)
 
@@ -145,6 +145,11 @@ class RunConfig(_Section):
             )
         if self.dp.mode == "local" and self.strategy.name == "fedprox":
             raise ValueError("dp.mode='local' (Opacus DP-SGD) does not support FedProx's proximal term")
+        if self.dp.mechanism == "discrete_gaussian" and self.dp.target_epsilon is not None:
+            raise ValueError(
+                "dp.target_epsilon calibrates the Gaussian mechanism; give dp.noise_multiplier "
+                "for dp.mechanism='discrete_gaussian'"
+            )
         if self.dp.mode in ("central", "distributed") and self.dp.target_epsilon is not None:
             if self.sampling.mode != "poisson":
                 raise ValueError("dp.target_epsilon calibration needs sampling.mode='poisson'")

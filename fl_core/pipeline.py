@@ -123,6 +123,7 @@ class Sums:
     indicator: float
     survivors: tuple[int, ...]
     started: int = 0  # clients that began the round (sizes the distributed noise floor)
+    clipped_coords: int = 0  # secagg: coordinates that fell outside the encoding range (summed count)
 
 
 @dataclass
@@ -159,6 +160,11 @@ class RoundPipeline:
         if upload_bits != 32 and spec.secagg:
             raise ConfigError(
                 "train.upload_bits applies to plaintext uploads; secagg has its own ring encoding"
+            )
+        if spec.mechanism == "discrete_gaussian" and sampler.mode != "poisson":
+            raise ConfigError(
+                "dp.mechanism='discrete_gaussian' needs sampling.mode='poisson': its bound is for add/remove "
+                "neighbours; a fixed cohort (replace-one) would double its sensitivity"
             )
         self.upload_bits = upload_bits
         self._quant_rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))  # rounding: not secret
@@ -268,11 +274,15 @@ class RoundPipeline:
     def client_side(self, update: ClientUpdate, started: int) -> ClientUpdate:
         """Steps 3-4 on the device: validate, clip, add the noise share, choose what is revealed.
 
-        Under client-level DP a client reveals only its clipped (and, distributed, noised) update, a unit
-        weight and, with adaptive clipping, its centred indicator b - 1/2: no example count, no loss.
+        Under client-level DP a client reveals only its clipped (and, distributed, noised) update and,
+        with adaptive clipping, its centred indicator b - 1/2: no example count, no loss. Under sample-level
+        DP (local) it reveals its DP-SGD-trained update only: example counts and losses are not covered by
+        DP-SGD's guarantee, so the round is unweighted and reports no training loss.
         """
         validate_update(update, self.dim)
         s = self.spec
+        if s.dp == "local":
+            return ClientUpdate(update.client_id, update.delta, 1, {}, update.compute_s)
         if not s.client_level_dp:
             return update
         if s.mechanism == "discrete_gaussian":  # clip, rotate, round and noise happen in its encoder
@@ -287,24 +297,25 @@ class RoundPipeline:
             vec = vec + distributed_gaussian_share(
                 vec.size, self.sum_noise_multiplier, self.clip_norm, m_min, self.noise
             )
-            if (
-                self.clipper is not None
-            ):  # the count gets its noise in shares too (Andrew et al. 2021, Sec. 3)
+            if self.clipper is not None:  # the count's noise comes in shares too (Andrew et al. 2021)
                 indicator += self.clipper.count_noise_share(m_min)
         return ClientUpdate(
             update.client_id, vec.astype(np.float32), 1, {"indicator": indicator}, update.compute_s
         )
 
-    def _pack(self, u: ClientUpdate) -> np.ndarray:
-        """One float vector per client for the secure sum: [w * delta, w, w * loss / L, indicator]."""
+    def _pack(self, u: ClientUpdate, limit: float) -> np.ndarray:
+        """One float vector per client for the secure sum:
+        [w * delta, w, w * loss / L, indicator, fraction of coordinates beyond the encoding range]."""
         s = self.spec
-        if s.client_level_dp:  # unit weight, known to the server anyway: the weight and loss slots stay 0
+        if s.client_level_dp or s.dp == "local":  # unit weights: the weight and loss slots stay 0
             scale, w, loss = 1.0, 0.0, 0.0
         else:
             scale = w = min(u.num_examples, s.weight_cap) / s.weight_cap
             loss = min(max(float(u.metrics.get("train_loss", 0.0)), 0.0), s.metric_scale) / s.metric_scale
-        tail = np.array([w, w * loss, float(u.metrics.get("indicator", 0.0))])
-        return np.concatenate([scale * u.delta.astype(np.float64), tail])
+        body = scale * u.delta.astype(np.float64)
+        beyond = float(np.count_nonzero(np.abs(body) > limit)) / max(body.size, 1)
+        tail = np.array([w, w * loss, float(u.metrics.get("indicator", 0.0)), beyond])
+        return np.concatenate([body, tail])
 
     def encoding_range(self, started: int) -> float:
         """Per-coordinate range of the ring encoding: the clipped update plus 8 standard deviations of
@@ -315,8 +326,8 @@ class RoundPipeline:
             share_sd = self.sum_noise_multiplier * self.clip_norm / root
             count_sd = self.clipper.count_stddev / root if self.clipper is not None else 0.0
             return max(self.clip_norm + 8.0 * share_sd, 0.5 + 8.0 * count_sd)
-        if s.client_level_dp:
-            return self.clip_norm
+        if s.client_level_dp:  # the +-1/2 indicator of adaptive clipping must fit too
+            return max(self.clip_norm, 0.5)
         return max(s.secagg_range, 1.0)
 
     def secagg_parameters(self, n: int) -> tuple[int, int]:
@@ -340,16 +351,15 @@ class RoundPipeline:
         contributions: Mapping[int, ClientUpdate],
         drop_stage: Mapping[int, str],
         global_weights: ModelVector,
-        started: int | None = None,
+        *,
+        started: int,
     ) -> Transmission:
         """Steps 5-8: plaintext upload, or encode -> mask -> sum -> unmask -> decode through secagg."""
         if self.spec.secagg:
-            return self._secure(
-                round_, contributions, drop_stage, global_weights, started or len(contributions)
-            )
+            return self._secure(round_, contributions, drop_stage, global_weights, started)
         tx = self._plain(round_, contributions)
         if tx.sums is not None:
-            tx.sums.started = started or len(contributions)
+            tx.sums.started = started
         return tx
 
     def _plain(self, round_: int, contributions: Mapping[int, ClientUpdate]) -> Transmission:
@@ -357,15 +367,20 @@ class RoundPipeline:
         weight = loss = indicator = 0.0
         survivors, rejected, up = [], [], {}
         for cid, u in contributions.items():
-            data = encode_update(u, round_, bits=self.upload_bits, rng=self._quant_rng)
-            up[cid] = len(data)
             try:
+                data = encode_update(u, round_, bits=self.upload_bits, rng=self._quant_rng)
+                up[cid] = len(data)
                 got = decode_update(data, expected_round=round_, expected_size=self.dim)
-            except UpdateRejectedError:
+            except (UpdateRejectedError, ValueError):  # malformed, non-finite values or metrics
                 rejected.append(cid)
                 continue
             w = float(got.num_examples)
-            total += w * got.delta.astype(np.float64)
+            vec = got.delta.astype(np.float64)
+            if self.spec.client_level_dp:
+                # the (trusted) server enforces the sensitivity itself: unit weight, and a re-clip that
+                # also covers the norm growth of quantized uploads
+                w, vec = 1.0, clip_l2(vec, self.clip_norm).clipped.astype(np.float64)
+            total += w * vec
             weight += w
             loss += w * float(got.metrics.get("train_loss", 0.0))
             indicator += float(got.metrics.get("indicator", 0.0))
@@ -394,7 +409,8 @@ class RoundPipeline:
             )
             vectors = [ddg.encode(contributions[c].delta, self.noise) for c in ids]  # on each device
         else:
-            vectors = [self._pack(contributions[c]) for c in ids]
+            limit = self.encoding_range(started)
+            vectors = [self._pack(contributions[c], limit) for c in ids]
         drops = {index[c]: st for c, st in drop_stage.items() if c in index and st in STAGES[1:]}
         s = self.spec
         try:
@@ -423,7 +439,7 @@ class RoundPipeline:
                 )
             else:
                 res = secagg.aggregate(vectors, cfg, dropouts=drops, record_transcript=self.record_transcript)
-                total = np.concatenate([ddg.decode(res.sum), np.zeros(3)])
+                total = np.concatenate([ddg.decode(res.sum), np.zeros(4)])
         except secagg.ThresholdError as exc:
             return Transmission(None, aborted=f"secure aggregation aborted: {exc}")
         except secagg.SecAggConfigError as exc:
@@ -432,7 +448,13 @@ class RoundPipeline:
         survivors = tuple(back[i] for i in res.survivors)
         d = self.dim
         sums = Sums(
-            total[:d], float(total[d]), float(total[d + 1]), float(total[d + 2]), survivors, started
+            total[:d],
+            float(total[d]),
+            float(total[d + 1]),
+            float(total[d + 2]),
+            survivors,
+            started,
+            clipped_coords=round(float(total[d + 3]) * d),
         )
         if not self.spec.client_level_dp:  # undo the public scalings of weight and loss
             sums.loss = sums.loss * self.spec.metric_scale

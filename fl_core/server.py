@@ -136,16 +136,19 @@ class FederatedServer:
         # client side: train, then clip / noise / pack (the device's own work)
         contributions: dict[int, ClientUpdate] = {}
         client_time: dict[int, float] = {}
+        compute: dict[int, float] = {}
         drop_stage: dict[int, str] = {}
         rejected: list[int] = []
         trained: list[int] = []
-        up_estimate = 4 * (self.weights.size + 3) + 64
+        # the deadline is judged on training plus the upload of one full vector (before any secagg work)
+        up_estimate = self.pipeline.upload_bits // 8 * self.weights.size + 64
         for cid in available:
             if fail_at.get(cid) == "training":
                 continue
             update = self.clients[cid].fit(self.weights, config)
             trained.append(cid)
             prof = self.faults.profile(cid)
+            compute[cid] = update.compute_s
             client_time[cid] = prof.round_time(update.compute_s, len(down), up_estimate)
             try:
                 contributions[cid] = self.pipeline.client_side(update, started=len(available))
@@ -174,10 +177,15 @@ class FederatedServer:
         self.pipeline.commit_local(round_, [(c, local_events[c]) for c in trained] if local_events else [])
 
         survivors = sums.survivors if sums is not None else ()
-        for cid, extra_s in tx.client_cpu_s.items():
-            if cid in client_time:
-                prof = self.faults.profile(cid)
-                client_time[cid] += extra_s * prof.slowdown
+        messages = 10 if self.spec.secagg else 2  # secagg: 4 stages of round trips after the download
+        for cid in tx.bytes_up:  # the real bytes each client sent and received, and its secagg CPU
+            prof = self.faults.profile(cid)
+            client_time[cid] = prof.round_time(
+                compute[cid] + tx.client_cpu_s.get(cid, 0.0),
+                len(down) + tx.bytes_down.get(cid, 0),
+                tx.bytes_up[cid],
+                messages,
+            )
         finished = [client_time[c] for c in survivors if c in client_time]
         sim_round = max(finished, default=0.0) + tx.server_cpu_s  # devices run in parallel; then the server
         if self.faults.deadline_s is not None and any(s == "masked_input" for s in drop_stage.values()):
@@ -191,6 +199,7 @@ class FederatedServer:
             extra["secagg_aborted"] = tx.aborted is not None
             extra["secagg_server_cpu_s"] = tx.server_cpu_s
             extra["secagg_max_abs_error"] = tx.max_abs_error
+            extra["secagg_clipped_coords"] = sums.clipped_coords if sums is not None else 0
         record = RoundRecord(
             round=round_,
             sampled=len(cohort),

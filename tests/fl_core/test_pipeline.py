@@ -80,7 +80,7 @@ def test_distributed_noise_in_the_decoded_sum_has_the_stated_variance() -> None:
     rng = np.random.default_rng(1)
     raw = [rng.standard_normal(dim).astype(np.float32) * 0.004 for _ in range(m)]  # norm ~0.25 < C
     contributions = {i: pipe.client_side(ClientUpdate(i, raw[i], 10), started=m) for i in range(m)}
-    tx = pipe.transmit(1, contributions, {}, np.zeros(dim, np.float32))
+    tx = pipe.transmit(1, contributions, {}, np.zeros(dim, np.float32), started=m)
     assert tx.sums is not None and len(tx.sums.survivors) == m
     noise = tx.sums.delta - np.sum(raw, axis=0, dtype=np.float64)
     m_min = pipe.min_cohort(m)
@@ -97,7 +97,7 @@ def test_server_never_holds_an_individual_update() -> None:
     pipe.record_transcript = True
     rng = np.random.default_rng(3)
     updates = {i: ClientUpdate(i, rng.uniform(-0.5, 0.5, 2000).astype(np.float32), 20) for i in range(m)}
-    tx = pipe.transmit(1, updates, {}, np.zeros(2000, np.float32))
+    tx = pipe.transmit(1, updates, {}, np.zeros(2000, np.float32), started=m)
     assert tx.transcript, "the server side must have received messages"
     plain_bytes = [u.delta.tobytes()[:64] for u in updates.values()]
     masked_seen = 0
@@ -109,7 +109,7 @@ def test_server_never_holds_an_individual_update() -> None:
         masked = msg.masked.astype(np.float64)
         masked_seen += 1
         for u in updates.values():
-            packed = pipe._pack(u)[: len(masked)]
+            packed = pipe._pack(u, 1.0)[: len(masked)]
             r = np.corrcoef(masked[: packed.size], packed)[0, 1]
             assert abs(r) < 0.1  # 2000 samples: |r| of independent vectors is ~0.02
     assert masked_seen == m
@@ -265,7 +265,7 @@ def test_distributed_discrete_gaussian_round_decodes_within_the_stated_error() -
         ddg_bits=16,
         noise_seed=4,
     )
-    pipe = RoundPipeline(spec, dim=dim, sampler=ClientSampler(m, "fixed", m), strategy=FedAvg())
+    pipe = RoundPipeline(spec, dim=dim, sampler=ClientSampler(m, "poisson", rate=1.0), strategy=FedAvg())
     rng = np.random.default_rng(2)
     raw = [rng.standard_normal(dim).astype(np.float32) * 0.01 for _ in range(m)]  # norm ~0.3 < C
     contributions = {i: pipe.client_side(ClientUpdate(i, raw[i], 10), started=m) for i in range(m)}
@@ -285,3 +285,52 @@ def test_discrete_gaussian_needs_distributed_mode() -> None:
         PrivacySpec(dp="central", mechanism="discrete_gaussian")
     with pytest.raises(ConfigError, match="adaptive"):
         PrivacySpec(dp="distributed", secagg=True, mechanism="discrete_gaussian", adaptive_clipping=True)
+    ddg = PrivacySpec(dp="distributed", secagg=True, mechanism="discrete_gaussian")
+    with pytest.raises(ConfigError, match="poisson"):  # replace-one would double its sensitivity
+        RoundPipeline(ddg, dim=4, sampler=ClientSampler(5, "fixed", 5), strategy=FedAvg())
+
+
+def test_central_dp_server_enforces_unit_weight_and_clip_on_plaintext_uploads() -> None:
+    spec = PrivacySpec(dp="central", noise_multiplier=1.0, clip_norm=1.0)
+    pipe = RoundPipeline(
+        spec, dim=DIM, sampler=ClientSampler(3, "fixed", 3), strategy=FedAvg(), upload_bits=8
+    )
+    big = np.full(DIM, 5.0, np.float32)  # a client that skipped its own clipping and claims 50 examples
+    tx = pipe.transmit(1, {0: ClientUpdate(0, big, 50)}, {}, np.zeros(DIM, np.float32), started=1)
+    assert tx.sums is not None
+    assert np.linalg.norm(tx.sums.delta) <= 1.0 + 1e-6 and tx.sums.weight == 1.0
+
+
+def test_secagg_reports_coordinates_beyond_its_range() -> None:
+    pipe = RoundPipeline(
+        PrivacySpec(secagg=True, secagg_range=1.0, weight_cap=10),
+        dim=DIM,
+        sampler=ClientSampler(3, "fixed", 3),
+        strategy=FedAvg(),
+    )
+    ups = {i: ClientUpdate(i, np.zeros(DIM, np.float32), 10) for i in range(3)}
+    ups[1] = ClientUpdate(1, np.r_[np.full(5, 3.0), np.zeros(DIM - 5)].astype(np.float32), 10)
+    tx = pipe.transmit(1, ups, {}, np.zeros(DIM, np.float32), started=3)
+    assert tx.sums is not None and tx.sums.clipped_coords == 5
+
+
+def test_local_dp_calibration_covers_the_worst_client_not_just_the_smallest() -> None:
+    from dp.accountant import epsilon_for
+    from dp.calibration import dp_sgd_steps
+    from fl_core.config import build_config
+    from fl_core.experiment import _calibrate_local
+
+    cfg = build_config(
+        overrides=[
+            "dp.mode=local",
+            "dp.target_epsilon=3.0",
+            "train.batch_size=32",
+            "train.local_epochs=1",
+            "run.rounds=5",
+        ]
+    )
+    sizes = [20, 33, 64, 200]
+    z = _calibrate_local(cfg, sizes)
+    for n in sizes:
+        b = min(32, n)
+        assert epsilon_for(z, b / n, 5 * dp_sgd_steps(n, b, 1), 1e-5) <= 3.0
