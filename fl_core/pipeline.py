@@ -441,7 +441,18 @@ class RoundPipeline:
                 res = secagg.aggregate(vectors, cfg, dropouts=drops, record_transcript=self.record_transcript)
                 total = np.concatenate([ddg.decode(res.sum), np.zeros(4)])
         except secagg.ThresholdError as exc:
-            return Transmission(None, aborted=f"secure aggregation aborted: {exc}")
+            back = {i: cid for cid, i in index.items()}
+            cost = getattr(exc, "cost", None)
+            if cost is None:
+                return Transmission(None, aborted=f"secure aggregation aborted: {exc}")
+            return Transmission(  # nothing was revealed, but the bytes and CPU were spent
+                None,
+                bytes_up={back[i]: sum(v.values()) for i, v in cost.bytes_up.items()},
+                bytes_down={back[i]: sum(v.values()) for i, v in cost.bytes_down.items()},
+                client_cpu_s={back[i]: v for i, v in cost.client_cpu_s.items()},
+                server_cpu_s=cost.server_cpu_s,
+                aborted=f"secure aggregation aborted: {exc}",
+            )
         except secagg.SecAggConfigError as exc:
             raise ConfigError(f"secagg: {exc}") from None
         back = {i: cid for cid, i in index.items()}

@@ -186,7 +186,8 @@ class FederatedServer:
                 tx.bytes_up[cid],
                 messages,
             )
-        finished = [client_time[c] for c in survivors if c in client_time]
+        waited_for = survivors if survivors else tuple(tx.bytes_up)  # an aborted round: everyone who sent
+        finished = [client_time[c] for c in waited_for if c in client_time]
         sim_round = max(finished, default=0.0) + tx.server_cpu_s  # devices run in parallel; then the server
         if self.faults.deadline_s is not None and any(s == "masked_input" for s in drop_stage.values()):
             sim_round = max(sim_round, self.faults.deadline_s)

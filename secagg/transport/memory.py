@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from secagg.client import ClientSession
 from secagg.config import SecAggConfig
 from secagg.encoding import FixedPointEncoding
-from secagg.errors import SecAggConfigError
+from secagg.errors import SecAggConfigError, ThresholdError
 from secagg.messages import Message, Stage, decode
 from secagg.server import ServerSession
 
@@ -26,6 +26,16 @@ __all__ = ["STAGE_NAMES", "TranscriptEntry", "AggregateResult", "aggregate", "se
 T = TypeVar("T")
 STAGE_NAMES = {s: s.name.lower() for s in Stage}
 _BY_NAME = {v: k for k, v in STAGE_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class RoundCost:
+    """Bytes and CPU a round spent before it aborted (attached to ThresholdError as `.cost`)."""
+
+    bytes_up: dict[int, dict[str, int]]
+    bytes_down: dict[int, dict[str, int]]
+    client_cpu_s: dict[int, float]
+    server_cpu_s: float
 
 
 @dataclass(frozen=True)
@@ -153,38 +163,42 @@ def aggregate(
 
     def still(stage: Stage) -> list[int]:
         return [c for c in alive if not (c in drop and drop[c] <= stage)]
+    try:
 
-    # stage 1: advertise keys
-    alive = still(Stage.ADVERTISE_KEYS)
-    for cid in alive:
-        send_up(Stage.ADVERTISE_KEYS, cid, on_client(cid, clients[cid].advertise_keys))
-    bcast = on_server(lambda: server.broadcast_keys().to_bytes())
-    # stage 2: share keys
-    inbox = {cid: send_down(Stage.SHARE_KEYS, cid, bcast) for cid in alive}
-    alive = still(Stage.SHARE_KEYS)
-    for cid in alive:
-        send_up(Stage.SHARE_KEYS, cid, on_client(cid, lambda c=cid: clients[c].share_keys(inbox[c])))
-    routed = on_server(lambda: {v: m.to_bytes() for v, m in server.route_shares().items()})
-    # stage 3: masked input
-    inbox = {cid: send_down(Stage.MASKED_INPUT, cid, routed[cid]) for cid in alive}
-    alive = still(Stage.MASKED_INPUT)
-    for cid in alive:
-        msg = on_client(cid, lambda c=cid: clients[c].masked_input(inbox[c], inputs[c]))
-        send_up(Stage.MASKED_INPUT, cid, msg)
-        del msg
-    survivor_list = on_server(lambda: server.request_consistency().to_bytes())
-    # stage 4: consistency
-    inbox = {cid: send_down(Stage.CONSISTENCY, cid, survivor_list) for cid in alive}
-    alive = still(Stage.CONSISTENCY)
-    for cid in alive:
-        send_up(Stage.CONSISTENCY, cid, on_client(cid, lambda c=cid: clients[c].consistency(inbox[c])))
-    request = on_server(lambda: server.request_unmask().to_bytes())
-    # stage 5: unmask
-    inbox = {cid: send_down(Stage.UNMASK, cid, request) for cid in alive}
-    alive = still(Stage.UNMASK)
-    for cid in alive:
-        send_up(Stage.UNMASK, cid, on_client(cid, lambda c=cid: clients[c].unmask(inbox[c])))
-    total = on_server(server.finish)
+        # stage 1: advertise keys
+        alive = still(Stage.ADVERTISE_KEYS)
+        for cid in alive:
+            send_up(Stage.ADVERTISE_KEYS, cid, on_client(cid, clients[cid].advertise_keys))
+        bcast = on_server(lambda: server.broadcast_keys().to_bytes())
+        # stage 2: share keys
+        inbox = {cid: send_down(Stage.SHARE_KEYS, cid, bcast) for cid in alive}
+        alive = still(Stage.SHARE_KEYS)
+        for cid in alive:
+            send_up(Stage.SHARE_KEYS, cid, on_client(cid, lambda c=cid: clients[c].share_keys(inbox[c])))
+        routed = on_server(lambda: {v: m.to_bytes() for v, m in server.route_shares().items()})
+        # stage 3: masked input
+        inbox = {cid: send_down(Stage.MASKED_INPUT, cid, routed[cid]) for cid in alive}
+        alive = still(Stage.MASKED_INPUT)
+        for cid in alive:
+            msg = on_client(cid, lambda c=cid: clients[c].masked_input(inbox[c], inputs[c]))
+            send_up(Stage.MASKED_INPUT, cid, msg)
+            del msg
+        survivor_list = on_server(lambda: server.request_consistency().to_bytes())
+        # stage 4: consistency
+        inbox = {cid: send_down(Stage.CONSISTENCY, cid, survivor_list) for cid in alive}
+        alive = still(Stage.CONSISTENCY)
+        for cid in alive:
+            send_up(Stage.CONSISTENCY, cid, on_client(cid, lambda c=cid: clients[c].consistency(inbox[c])))
+        request = on_server(lambda: server.request_unmask().to_bytes())
+        # stage 5: unmask
+        inbox = {cid: send_down(Stage.UNMASK, cid, request) for cid in alive}
+        alive = still(Stage.UNMASK)
+        for cid in alive:
+            send_up(Stage.UNMASK, cid, on_client(cid, lambda c=cid: clients[c].unmask(inbox[c])))
+        total = on_server(server.finish)
+    except ThresholdError as exc:  # the abort reveals nothing; what the round cost so far is still real
+        exc.cost = RoundCost(bytes_up=up, bytes_down=down, client_cpu_s=cpu, server_cpu_s=server_cpu)
+        raise
     return AggregateResult(
         sum=total,
         survivors=server.survivors,

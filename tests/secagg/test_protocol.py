@@ -293,3 +293,19 @@ def test_driver_rejects_bad_arguments():
         ClientSession(cfg, 42)
     with pytest.raises(SecAggConfigError):
         ClientSession(cfg, 0, peer_identity_keys={0: bytes(32)})
+
+
+def test_an_aborted_round_still_reports_what_it_cost() -> None:
+    import numpy as np
+
+    import secagg
+
+    cfg = secagg.SecAggConfig.create(range(10), 50, dropout_rate=0.1, corrupt_fraction=0.0)
+    xs = [np.zeros(50, np.uint32) for _ in range(10)]
+    drops = dict.fromkeys(range(8), "masked_input")  # only 2 masked inputs arrive: below threshold
+    with pytest.raises(secagg.ThresholdError) as info:
+        secagg.aggregate(xs, cfg, dropouts=drops)
+    cost = info.value.cost
+    assert all(cost.bytes_up[c]["advertise_keys"] > 0 for c in range(10))
+    assert all(cost.bytes_up[c]["masked_input"] == 0 for c in range(8))
+    assert cost.bytes_up[9]["masked_input"] > 0 and cost.server_cpu_s >= 0
