@@ -28,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--local-epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=0.05, help="client and centralized SGD learning rate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--datasets", nargs="+", default=list(SETUPS))
@@ -36,7 +37,8 @@ def main() -> None:
     if args.quick:
         args.datasets, args.clients = ["digits"], [10]
     print(
-        f"rounds={args.rounds} local_epochs={args.local_epochs} seed={args.seed}, all clients every round\n"
+        f"rounds={args.rounds} local_epochs={args.local_epochs} lr={args.lr} seed={args.seed}, "
+        "all clients every round\n"
     )
     print(
         "| dataset | model | clients | partition | FL acc | centralized acc | gap (pts) "
@@ -51,6 +53,7 @@ def main() -> None:
             f"model.name={model}",
             f"run.rounds={args.rounds}",
             f"train.local_epochs={args.local_epochs}",
+            f"train.lr={args.lr}",
             f"run.seed={args.seed}",
         ]
         central: float | None = None
