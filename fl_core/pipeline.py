@@ -307,8 +307,10 @@ class RoundPipeline:
         """One float vector per client for the secure sum:
         [w * delta, w, w * loss / L, indicator, fraction of coordinates beyond the encoding range]."""
         s = self.spec
-        if s.client_level_dp or s.dp == "local":  # unit weights: the weight and loss slots stay 0
+        if s.client_level_dp:  # public denominator: the weight and loss slots stay 0
             scale, w, loss = 1.0, 0.0, 0.0
+        elif s.dp == "local":  # unit weights (counts are outside DP-SGD's guarantee), no loss
+            scale, w, loss = 1.0, 1.0, 0.0
         else:
             scale = w = min(u.num_examples, s.weight_cap) / s.weight_cap
             loss = min(max(float(u.metrics.get("train_loss", 0.0)), 0.0), s.metric_scale) / s.metric_scale
@@ -501,6 +503,8 @@ class RoundPipeline:
                 self.clip_norm = self.clipper.step(b)
         else:
             denominator = sums.weight
+        if not denominator > 0:  # nothing with weight arrived: keep the model
+            return global_weights, info
         mean = (total / denominator).astype(np.float32)
         new = self.strategy.apply(global_weights, mean, round_)
         if self.accountant is not None:

@@ -335,3 +335,24 @@ def test_local_dp_calibration_covers_the_worst_client_not_just_the_smallest() ->
     for n in sizes:
         b = min(32, n)
         assert epsilon_for(z, b / n, 5 * dp_sgd_steps(n, b, 1), 1e-5) <= 3.0
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_local_dp_rounds_are_unweighted_and_reveal_no_loss(secure: bool) -> None:
+    pipe = RoundPipeline(
+        PrivacySpec(dp="local", secagg=secure),
+        dim=DIM,
+        sampler=ClientSampler(4, "fixed", 4),
+        strategy=FedAvg(),
+    )
+    ups = {
+        i: pipe.client_side(
+            ClientUpdate(i, np.full(DIM, 0.2 * i, np.float32), 10 * (i + 1), {"train_loss": 2.0}), started=4
+        )
+        for i in range(4)
+    }
+    tx = pipe.transmit(1, ups, {}, np.zeros(DIM, np.float32), started=4)
+    assert tx.sums is not None and tx.sums.weight == pytest.approx(4.0, abs=1e-6)
+    new, _ = pipe.server_side(1, np.zeros(DIM, np.float32), tx.sums)
+    np.testing.assert_allclose(new, np.full(DIM, 0.3), atol=1e-5)  # plain mean of 0, .2, .4, .6
+    assert np.isnan(pipe.train_loss(tx.sums)) or tx.sums.loss == 0
