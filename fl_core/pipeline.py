@@ -442,23 +442,13 @@ class RoundPipeline:
             else:
                 res = secagg.aggregate(vectors, cfg, dropouts=drops, record_transcript=self.record_transcript)
                 total = np.concatenate([ddg.decode(res.sum), np.zeros(4)])
-        except secagg.ThresholdError as exc:
-            back = {i: cid for cid, i in index.items()}
+        except secagg.ThresholdError as exc:  # nothing was revealed, but what was sent was spent
             cost = getattr(exc, "cost", None)
-            if cost is None:
-                return Transmission(None, aborted=f"secure aggregation aborted: {exc}")
-            return Transmission(  # nothing was revealed, but the bytes and CPU were spent
-                None,
-                bytes_up={back[i]: sum(v.values()) for i, v in cost.bytes_up.items()},
-                bytes_down={back[i]: sum(v.values()) for i, v in cost.bytes_down.items()},
-                client_cpu_s={back[i]: v for i, v in cost.client_cpu_s.items()},
-                server_cpu_s=cost.server_cpu_s,
-                aborted=f"secure aggregation aborted: {exc}",
-            )
+            spent = _costs(cost, ids) if cost is not None else {}
+            return Transmission(None, aborted=f"secure aggregation aborted: {exc}", **spent)
         except secagg.SecAggConfigError as exc:
             raise ConfigError(f"secagg: {exc}") from None
-        back = {i: cid for cid, i in index.items()}
-        survivors = tuple(back[i] for i in res.survivors)
+        survivors = tuple(ids[i] for i in res.survivors)
         d = self.dim
         sums = Sums(
             total[:d],
@@ -472,13 +462,7 @@ class RoundPipeline:
         if not self.spec.client_level_dp:  # undo the public scalings of weight and loss
             sums.loss = sums.loss * self.spec.metric_scale
         return Transmission(
-            sums,
-            bytes_up={back[i]: sum(v.values()) for i, v in res.bytes_up.items()},
-            bytes_down={back[i]: sum(v.values()) for i, v in res.bytes_down.items()},
-            client_cpu_s={back[i]: v for i, v in res.client_cpu_s.items()},
-            server_cpu_s=res.server_cpu_s,
-            max_abs_error=res.max_abs_error,
-            transcript=res.transcript,
+            sums, max_abs_error=res.max_abs_error, transcript=res.transcript, **_costs(res, ids)
         )
 
     # ------------------------------------------------------------------ server side
@@ -526,3 +510,13 @@ class RoundPipeline:
         for cid, event in events:
             self.ledgers.commit(str(cid), event, label="dp-sgd local training", round_id=round_)
             self._local_eps[cid] = self.ledgers.epsilon(str(cid))  # only ledgers that changed
+
+
+def _costs(res: Any, ids: Sequence[int]) -> dict[str, Any]:
+    """A secagg result's (or abort's) per-client bytes and CPU, keyed by the run's client ids."""
+    return {
+        "bytes_up": {ids[i]: sum(v.values()) for i, v in res.bytes_up.items()},
+        "bytes_down": {ids[i]: sum(v.values()) for i, v in res.bytes_down.items()},
+        "client_cpu_s": {ids[i]: v for i, v in res.client_cpu_s.items()},
+        "server_cpu_s": res.server_cpu_s,
+    }
