@@ -291,6 +291,8 @@ def privacy_summary(config: RunConfig, spec: PrivacySpec, server: FederatedServe
         else:
             level = "sample-level (one training example), worst client"
             out["client_epsilons"] = pipe.ledgers.epsilons() if pipe.ledgers is not None else {}
+            modes = {getattr(c, "grad_sample_mode", None) for c in server.clients} - {None}
+            out["grad_sample_mode"] = sorted(modes)  # chosen by dp.local: the fastest the model supports
         eps = out["epsilon"]
         out["statement"] = f"({eps:.3g}, {spec.delta:g})-DP at the {level} after {len(server.history)} rounds"
         if spec.dp == "distributed":

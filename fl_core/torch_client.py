@@ -75,6 +75,7 @@ class TorchClient:
         self._x_np, self._y_np = x, y
         self._model = workspace
         self.dp_sgd = dp_sgd
+        self.grad_sample_mode: str | None = None
 
     def fit(self, global_weights: ModelVector, config: RoundConfig) -> ClientUpdate:
         """Local SGD from the global weights; returns local - global, example count and mean train loss."""
@@ -123,6 +124,7 @@ class TorchClient:
             seed=seed,
             account=False,  # the run's per-client ledger composes the event across rounds
         )
+        self.grad_sample_mode = res.grad_sample_mode  # the Opacus mode dp.local chose, for the report
         delta = get_flat(self._model) - global_weights
         return ClientUpdate(
             client_id=self.client_id,

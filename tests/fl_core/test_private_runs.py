@@ -73,6 +73,7 @@ def test_local_dp_sgd_run_reports_sample_level_epsilon() -> None:
     assert 0 < eps[0] < eps[1]
     assert res.privacy["statement"].endswith("after 2 rounds") and "sample-level" in res.privacy["statement"]
     assert len(res.privacy["client_epsilons"]) == 6
+    assert res.privacy["grad_sample_mode"] == ["ghost"]  # logreg: all layers ghost-capable
 
 
 def test_target_epsilon_is_calibrated_and_never_exceeded() -> None:
