@@ -96,14 +96,17 @@ def sample_discrete_gaussian(sigma: float, size: int, rng: np.random.Generator) 
 
 
 def _ddg_rdp_terms(
-    delta2_sq: float, sigma: float, n: int, d: int
+    delta2_sq: float, sigma: float, n: int, d: int, n_tau: int | None = None
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """KLS 2021 Thm. 1 / Prop. 14 (Eq. 17): two RDP bounds of the sum, each as (rho, xi): eps(a) = xi + rho a.
 
     With s = D / (sqrt(n) sigma) and tau = 10 sum_{k<n} exp(-2 pi^2 sigma^2 k / (k+1)):
-    (s^2/2, tau d) and ((s + sqrt(d) tau)^2 / 2, 0). sigma and D are in integer units.
+    (s^2/2, tau d) and ((s + sqrt(d) tau)^2 / 2, 0). sigma and D are in integer units. `n` is the
+    fewest noise shares a round can finish with (the s term); tau, which grows with the number of
+    summed discrete Gaussians, is taken at `n_tau` (the most clients a round can have) when given.
     """
-    tau = 10.0 * sum(math.exp(-2.0 * math.pi**2 * sigma**2 * k / (k + 1)) for k in range(1, n))
+    n_t = n if n_tau is None else max(n, n_tau)
+    tau = 10.0 * sum(math.exp(-2.0 * math.pi**2 * sigma**2 * k / (k + 1)) for k in range(1, n_t))
     scale = math.sqrt(delta2_sq / (n * sigma**2))
     return (scale**2 / 2.0, tau * d), ((scale + math.sqrt(d) * tau) ** 2 / 2.0, 0.0)
 
@@ -183,7 +186,7 @@ def discrete_gaussian_params(
         ct * ct + dp2 / 4.0 + math.sqrt(2.0 * math.log(1.0 / beta)) * (ct + math.sqrt(dp2) / 2.0),
         (ct + math.sqrt(dp2)) ** 2,
     )
-    t1, t2 = _ddg_rdp_terms(delta2_sq, local_sigma, n_min, dp2)
+    t1, t2 = _ddg_rdp_terms(delta2_sq, local_sigma, n_min, dp2, n_max)
     rho, xi = t1 if t1[1] <= 1e-6 or t1[0] + t1[1] <= t2[0] else t2
     return DiscreteGaussianParams(
         dim=d,
