@@ -16,23 +16,21 @@ TINY = [
     "train.local_epochs=1",
     "centralized.enabled=false",
 ]
+CENTRAL = ["dp.mode=central", "sampling.mode=poisson", "sampling.rate=0.5", "dp.noise_multiplier=1.0"]
+
+
+def _run(out: Path, settings: list[str]) -> list[dict]:
+    """`privagg run` with TINY + settings; returns the metrics.jsonl rows."""
+    args = ["run", "--out", str(out), "--quiet"]
+    for s in [*TINY, *settings]:
+        args += ["--set", s]
+    assert main(args) == 0
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_central_dp_run_writes_epsilon_per_round_and_privacy_json(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["run", "--out", str(out), "--quiet"]
-    for s in [
-        *TINY,
-        "run.rounds=3",
-        "dp.mode=central",
-        "sampling.mode=poisson",
-        "sampling.rate=0.5",
-        "dp.noise_multiplier=1.0",
-        "dp.seed=1",
-    ]:
-        args += ["--set", s]
-    assert main(args) == 0
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = _run(out, ["run.rounds=3", *CENTRAL, "dp.seed=1"])
     eps = [r["epsilon"] for r in rows]
     assert len(eps) == 3 and 0 < eps[0] < eps[1] < eps[2]
     privacy = json.loads((out / "privacy.json").read_text())
@@ -45,19 +43,7 @@ def test_central_dp_run_writes_epsilon_per_round_and_privacy_json(tmp_path: Path
 
 def test_budget_stop_keeps_everything_and_records_why(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["run", "--out", str(out), "--quiet"]
-    for s in [
-        *TINY,
-        "run.rounds=50",
-        "dp.mode=central",
-        "sampling.mode=poisson",
-        "sampling.rate=0.5",
-        "dp.noise_multiplier=1.0",
-        "dp.max_epsilon=4.0",
-    ]:
-        args += ["--set", s]
-    assert main(args) == 0
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = _run(out, ["run.rounds=50", *CENTRAL, "dp.max_epsilon=4.0"])
     summary = json.loads((out / "summary.json").read_text())
     assert 0 < len(rows) < 50 and summary["rounds"] == len(rows)
     assert "max_epsilon" in summary["stopped"] and rows[-1]["epsilon"] <= 4.0
