@@ -24,7 +24,7 @@ from secagg.errors import (
     ThresholdError,
     UnsafeRequestError,
 )
-from secagg.graph import NeighbourGraph, graph_seed
+from secagg.graph import NeighbourGraph, cohort_seed
 from secagg.hazmat import aead, kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
@@ -152,8 +152,10 @@ class ClientSession:
                 f"only {len(self._peers)} clients advertised keys; "
                 f"need {max(cfg.threshold + 1, cfg.min_survivors)}"
             )
-        seed = graph_seed(cfg.round_id, [(e.client_id, e.c_pk, e.s_pk) for e in msg.entries])
-        self._neighbours = NeighbourGraph(self._peers, cfg.neighbours, seed).neighbours(me)
+        graph = NeighbourGraph(
+            cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        )
+        self._neighbours = tuple(v for v in graph.neighbours(me) if v in self._peers)
         t = cfg.threshold
         if len(self._neighbours) < t:
             raise ThresholdError(f"client {me} has {len(self._neighbours)} neighbours, fewer than t={t}")

@@ -1,7 +1,10 @@
 """SecAgg+ neighbour graph: a k-regular Harary graph H(m, k) on a permutation the server cannot choose.
 
-The permutation is derived from a hash of every advertised key (Bell et al. 2020, Sec. 4), so the server
-fixes the cohort before it can see where any client lands; k >= m - 1 gives Bonawitz's complete graph.
+The graph is laid over the whole cohort of the round's config, on a permutation derived from the round
+id, model hash and cohort (`cohort_seed`), all fixed before any key exists; a client that does not
+advertise keys simply drops out of its neighbours' lists. So the server cannot choose a client's
+neighbours by choosing which keys it forwards to whom (it could before: a review showed a server
+showing a victim a view of only colluders). k >= m - 1 gives Bonawitz's complete graph.
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ import numpy as np
 from secagg.errors import SecAggConfigError
 from secagg.hazmat.prg import PrgBuffer
 
-__all__ = ["graph_seed", "NeighbourGraph"]
+__all__ = ["cohort_seed", "graph_seed", "NeighbourGraph"]
+
+
+def cohort_seed(round_id: bytes, model_hash: bytes, client_ids: Iterable[int]) -> bytes:
+    """SHA-256 over the round id, model hash and the cohort's ids: fixed before any key exists, so the
+    server cannot place a client next to chosen peers by choosing which keys it forwards."""
+    h = hashlib.sha256(b"privagg-secagg/v2/graph" + struct.pack("<B", len(round_id)) + round_id)
+    h.update(struct.pack("<B", len(model_hash)) + model_hash)
+    for cid in sorted(client_ids):
+        h.update(struct.pack("<I", cid))
+    return h.digest()
 
 
 def graph_seed(round_id: bytes, entries: Iterable[tuple[int, bytes, bytes]]) -> bytes:

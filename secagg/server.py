@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from secagg import _common
 from secagg.config import SecAggConfig
 from secagg.errors import InvalidMessageError, SecAggError, StageError, ThresholdError
-from secagg.graph import NeighbourGraph, graph_seed
+from secagg.graph import NeighbourGraph, cohort_seed
 from secagg.hazmat import kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
@@ -190,8 +190,9 @@ class ServerSession:
         if len(self._keys) < need:
             raise self._abort(ThresholdError(f"{len(self._keys)} clients advertised keys, need {need}"))
         entries = tuple(KeyEntry(i, m.c_pk, m.s_pk, m.signature) for i, m in sorted(self._keys.items()))
-        seed = graph_seed(cfg.round_id, [(e.client_id, e.c_pk, e.s_pk) for e in entries])
-        self._nbrs = NeighbourGraph(self._keys, cfg.neighbours, seed).all_neighbours()
+        seed = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        full = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed).all_neighbours()
+        self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
         self._stage = Stage.SHARE_KEYS
         return KeysBroadcast(cfg.round_id, entries)
 

@@ -163,8 +163,8 @@ def aggregate(
 
     def still(stage: Stage) -> list[int]:
         return [c for c in alive if not (c in drop and drop[c] <= stage)]
-    try:
 
+    try:
         # stage 1: advertise keys
         alive = still(Stage.ADVERTISE_KEYS)
         for cid in alive:

@@ -309,3 +309,43 @@ def test_an_aborted_round_still_reports_what_it_cost() -> None:
     assert all(cost.bytes_up[c]["advertise_keys"] > 0 for c in range(10))
     assert all(cost.bytes_up[c]["masked_input"] == 0 for c in range(8))
     assert cost.bytes_up[9]["masked_input"] > 0 and cost.server_cpu_s >= 0
+
+
+def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> None:
+    """Regression (review): a server showing a victim only itself and t colluders used to make those
+    colluders the victim's whole neighbourhood. The graph is now fixed over the cohort before any key
+    exists, so a view without the victim's real neighbours leaves it below threshold, and it refuses."""
+    from secagg import ClientSession, SecAggConfig, ThresholdError
+    from secagg.graph import NeighbourGraph, cohort_seed
+    from secagg.messages import KeyEntry, KeysBroadcast
+
+    n = 60
+    cfg = SecAggConfig(
+        client_ids=tuple(range(n)),
+        vector_length=4,
+        threshold=4,
+        neighbours=8,
+        round_id=b"r" * 16,
+        model_hash=b"m" * 32,
+    )
+    victim = 0
+    real = set(
+        NeighbourGraph(
+            cfg.client_ids, 8, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        ).neighbours(victim)
+    )
+    colluders = [c for c in range(1, n) if c not in real][: cfg.threshold + 2]
+    view = [victim, *colluders]
+    sessions = {i: ClientSession(cfg, i) for i in view}
+    adv = {i: sessions[i].advertise_keys() for i in view}
+    bcast = KeysBroadcast(cfg.round_id, tuple(KeyEntry(i, adv[i].c_pk, adv[i].s_pk) for i in view))
+    with pytest.raises(ThresholdError):
+        sessions[victim].share_keys(bcast)
+    # with its real neighbours in view, the victim shares only with them, whoever else is shown
+    full_view = sorted({victim, *real, *colluders})
+    s2 = {i: ClientSession(cfg, i) for i in full_view}
+    adv2 = {i: s2[i].advertise_keys() for i in full_view}
+    out = s2[victim].share_keys(
+        KeysBroadcast(cfg.round_id, tuple(KeyEntry(i, adv2[i].c_pk, adv2[i].s_pk) for i in full_view))
+    )
+    assert {v for v, _ in out.ciphertexts} == real
