@@ -20,6 +20,7 @@ import torch
 from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 from opacus.grad_sample.utils import prepare_module
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from opacus.validators import ModuleValidator
 from torch import nn
@@ -95,6 +96,31 @@ _FIXES = {
     "MultiheadAttention": "use opacus.layers.DPMultiheadAttention",
     "InstanceNorm": "set track_running_stats=False or use nn.GroupNorm",
 }
+
+
+class _PrivaggNoise:
+    """Gaussian noise from privagg's own stream: PCG64 seeded with 256 bits from os.urandom (or the user's
+    seed), not torch's CPU generator, whose MT19937 keeps only 32 bits of any seed (2^32 noise streams a
+    server could search). Replaces Opacus' `add_noise`; everything else is Opacus' optimizer."""
+
+    noise_rng: np.random.Generator
+
+    def add_noise(self) -> None:
+        z = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier)  # type: ignore[attr-defined]
+        std = z * self.max_grad_norm  # type: ignore[attr-defined]
+        for p in self.params:  # type: ignore[attr-defined]
+            _check_processed_flag(p.summed_grad)
+            noise = self.noise_rng.normal(0.0, std, size=tuple(p.summed_grad.shape))
+            p.grad = (p.summed_grad + torch.from_numpy(noise).to(p.summed_grad.dtype)).view_as(p)
+            _mark_as_processed(p.summed_grad)
+
+
+class _NoisedDPOptimizer(_PrivaggNoise, DPOptimizer):
+    """Opacus' DPOptimizer with privagg's noise stream."""
+
+
+class _NoisedFastClippingOptimizer(_PrivaggNoise, DPOptimizerFastGradientClipping):
+    """Opacus' ghost-clipping optimizer with privagg's noise stream."""
 
 
 def check_model(model: nn.Module) -> None:
@@ -181,9 +207,9 @@ def train_dp_sgd(
             raise InvalidPrivacyParameterError(f"seed must be a non-negative integer or None, found {seed!r}")
         entropy = int(seed)
     else:
-        entropy = int.from_bytes(os.urandom(8), "big") >> 1
+        entropy = int.from_bytes(os.urandom(32), "big")  # 256 bits
     sampler = np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, 0])))
-    noise_gen = torch.Generator().manual_seed(int(np.random.SeedSequence([entropy, 1]).generate_state(1)[0]))
+    noise_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, 1])))
 
     xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
     yt = torch.as_tensor(np.ascontiguousarray(y))
@@ -193,18 +219,18 @@ def train_dp_sgd(
     ghost = mode == "ghost"
     if ghost:
         gsm = prepare_module(model, "ghost", loss_reduction="mean", max_grad_norm=config.max_grad_norm)
-        opt_cls: type[DPOptimizer] = DPOptimizerFastGradientClipping
+        opt_cls: type[DPOptimizer] = _NoisedFastClippingOptimizer
     else:
         gsm = prepare_module(model, mode, loss_reduction="mean")
-        opt_cls = DPOptimizer
+        opt_cls = _NoisedDPOptimizer
     opt = opt_cls(
         base_opt,
         noise_multiplier=config.noise_multiplier,
         max_grad_norm=config.max_grad_norm,
         expected_batch_size=config.batch_size,
         loss_reduction="mean",
-        generator=noise_gen,
     )
+    opt.noise_rng = noise_rng
     dp_loss = DPLossFastGradientClipping(gsm, opt, criterion, "mean") if ghost else None
     params = [p for p in model.parameters() if p.requires_grad]
     std = config.noise_multiplier * config.max_grad_norm
@@ -227,9 +253,8 @@ def train_dp_sgd(
                     # An empty Poisson batch still releases noise: (0 + N(0, (zC)^2)) / B.
                     with torch.no_grad():
                         for p in params:
-                            p.grad = (
-                                torch.normal(0.0, std, size=p.shape, generator=noise_gen) / config.batch_size
-                            )
+                            noise = noise_rng.normal(0.0, std, size=tuple(p.shape)) / config.batch_size
+                            p.grad = torch.from_numpy(noise).to(p.dtype)
                     base_opt.step()
                     continue
                 ti = torch.from_numpy(idx)
