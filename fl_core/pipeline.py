@@ -430,6 +430,7 @@ class RoundPipeline:
                 round_id=round_id,
                 model_hash=hashlib.sha256(np.ascontiguousarray(global_weights).tobytes()).digest(),
                 min_survivors=max(t, min(floor, len(ids))),
+                max_corrupt=math.floor(s.corrupt_fraction * len(ids)),
             )
             if ddg is None:
                 total, res = secagg.secure_sum(

@@ -266,15 +266,24 @@ class ClientSession:
             )
         self._check_survivors(msg.survivors)
         if self._peer_ids is not None:
-            signers = 0
+            signers: set[int] = set()
             payload = _common.consistency_payload(cfg, msg.survivors)
             for i, s in msg.signatures:
                 if i not in survivors:
                     raise UnsafeRequestError(f"consistency signature from {i}, who is not a survivor")
+                if i in signers:
+                    raise UnsafeRequestError(f"consistency signature from {i} appears twice")
                 sign.verify(self._peer_ids[i], s, payload, i)
-                signers += 1
-            if signers < cfg.threshold:
-                raise UnsafeRequestError(f"only {signers} consistency signatures, need t={cfg.threshold}")
+                signers.add(i)
+            # A cohort-wide majority: honest clients sign one list each, so two different lists cannot
+            # both gather more than (n + c) / 2 signatures (c = the corrupt clients the config tolerates).
+            # A per-neighbourhood t would not do: a server could show each group its own list (review).
+            need = max(cfg.threshold, (cfg.n + cfg.max_corrupt) // 2 + 1)
+            if len(signers) < need:
+                raise UnsafeRequestError(
+                    f"only {len(signers)} consistency signatures on this survivor list, need {need} "
+                    f"(cohort of {cfg.n}, up to {cfg.max_corrupt} corrupt tolerated)"
+                )
         b_out, s_out = [], []
         for u in sorted(self._held):
             b_share, s_share = self._held[u]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class SecAggConfig:
     round_id: bytes = b""
     model_hash: bytes = b""
     min_survivors: int | None = None
+    max_corrupt: int = 0
 
     def __post_init__(self) -> None:
         ids = self.client_ids
@@ -63,6 +65,9 @@ class SecAggConfig:
             v = getattr(self, name)
             if not isinstance(v, bytes) or len(v) > 64:
                 raise SecAggConfigError(f"{name} must be bytes of length <= 64, got {v!r}"[:200])
+        c = self.max_corrupt
+        if not _is_int(c) or not 0 <= c < n:
+            raise SecAggConfigError(f"max_corrupt must be an int in [0, n={n}), got {c!r}")
         ms = self.min_survivors
         if ms is None:
             object.__setattr__(self, "min_survivors", t)
@@ -108,4 +113,5 @@ class SecAggConfig:
             round_id=os.urandom(16) if round_id is None else round_id,
             model_hash=model_hash,
             min_survivors=min_survivors,
+            max_corrupt=math.floor(corrupt_fraction * len(ids)),
         )

@@ -187,6 +187,16 @@ def test_unmask_with_forged_consistency_signatures_is_refused():
         clients[1].unmask(wire(dataclasses.replace(req, signatures=tuple(bad))))
     with pytest.raises(UnsafeRequestError, match="signatures"):
         clients[2].unmask(wire(dataclasses.replace(req, signatures=req.signatures[:2])))
+    # t = 3 signatures are not enough: a server could gather t per group while showing each group its own
+    # list (review finding); a cohort-wide majority is needed, (6 + 0) // 2 + 1 = 4
+    with pytest.raises(UnsafeRequestError, match="need 4"):
+        clients[3].unmask(wire(dataclasses.replace(req, signatures=req.signatures[:3])))
+    twice = (req.signatures[0], req.signatures[0], *req.signatures[1:3])
+    with pytest.raises(InvalidMessageError, match="increasing"):  # the wire format refuses repeats
+        clients[4].unmask(wire(dataclasses.replace(req, signatures=twice)))
+    with pytest.raises(UnsafeRequestError, match="twice"):  # and so does the session, given objects
+        clients[4].unmask(dataclasses.replace(req, signatures=twice))
+    assert clients[5].unmask(wire(req)) is not None  # the full, honest request is answered
     # forged advertised keys are caught by the server before anything is shared
     fresh = ServerSession(cfg, peer_identity_keys=pub)
     adv = ClientSession(cfg, 0, identity_key=keys[1], peer_identity_keys=pub).advertise_keys()
