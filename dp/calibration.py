@@ -8,10 +8,7 @@ accountant's reporting discretization, so the returned z never overshoots the ta
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-from collections.abc import Iterator
 
 import dp_accounting as dpa
 from dp_accounting import mechanism_calibration as mc
@@ -19,24 +16,12 @@ from dp_accounting.pld import pld_privacy_accountant as _pld
 from dp_accounting.rdp import rdp_privacy_accountant as _rdp
 
 from dp._checks import check_count, check_delta, check_epsilon, check_positive, check_rate
-from dp.accountant import DEFAULT_PLD_DISCRETIZATION, epsilon_for
+from dp.accountant import DEFAULT_PLD_DISCRETIZATION, epsilon_for, quiet_rdp
 from dp.errors import CalibrationError, InvalidPrivacyParameterError
 
 #: Search grid for the bisection (coarse and pessimistic); the answer is verified on the reporting grid.
 SEARCH_DISCRETIZATION = 1e-3
 MIN_NOISE_MULTIPLIER = 0.05
-
-
-@contextlib.contextmanager
-def _quiet_rdp() -> Iterator[None]:
-    """dp_accounting logs a warning per skipped fractional RDP order during the bracket search; mute it."""
-    log = logging.getLogger("absl")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def _ceil_sig(x: float, digits: int = 4) -> float:
@@ -62,7 +47,7 @@ def calibrate_noise(
     pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
 ) -> float:
     """Smallest noise multiplier z (to 4 significant digits, rounded up) with epsilon(delta) <= target."""
-    with _quiet_rdp():
+    with quiet_rdp():
         return _calibrate_noise(
             target_epsilon,
             delta,
