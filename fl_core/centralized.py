@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from fl_core.errors import TrainingDivergedError
 from fl_core.models import set_flat
 from fl_core.training import Task, as_tensors, evaluate, train_epochs
 from fl_core.types import ModelVector
@@ -44,6 +45,11 @@ def train_centralized(
         loss = train_epochs(
             model, xt, yt, task, epochs=1, batch_size=batch_size, lr=lr, momentum=momentum, generator=gen
         )
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the centralized baseline diverged (train loss {loss} in epoch {epoch} at lr={lr}); "
+                "lower train.lr"
+            )
         metrics = {"train_loss": loss, **evaluate(model, xs, ys, task)}
         curve.append(metrics)
         if on_epoch is not None:

@@ -25,3 +25,7 @@ class UpdateRejectedError(FLError):
 
 class RunDirectoryError(FLError):
     """The output folder exists (and --overwrite was not given) or cannot be written."""
+
+
+class TrainingDivergedError(FLError):
+    """Training produced non-finite values (usually a learning rate too large for the task)."""

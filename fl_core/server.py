@@ -17,7 +17,7 @@ import numpy as np
 
 from fl_core.client import Client
 from fl_core.devices import IDEAL, DeviceProfile
-from fl_core.errors import ConfigError, UpdateRejectedError
+from fl_core.errors import ConfigError, TrainingDivergedError, UpdateRejectedError
 from fl_core.pipeline import STAGES, PrivacySpec, RoundPipeline, Sums
 from fl_core.sampling import ClientSampler
 from fl_core.strategies import Strategy
@@ -173,7 +173,13 @@ class FederatedServer:
             sums = Sums(np.zeros(self.weights.size), 0.0, 0.0, 0.0, (), len(available))
         info: dict[str, Any] = {}
         if sums is not None:
-            self.weights, info = self.pipeline.server_side(round_, self.weights, sums)
+            new_weights, info = self.pipeline.server_side(round_, self.weights, sums)
+            if not np.all(np.isfinite(new_weights)):
+                raise TrainingDivergedError(
+                    f"round {round_}: the aggregated model is not finite (the updates overflowed float32); "
+                    f"lower train.lr (now {config.lr}) or the server learning rate"
+                )
+            self.weights = new_weights
         self.pipeline.commit_local(round_, [(c, local_events[c]) for c in trained] if local_events else [])
 
         survivors = sums.survivors if sums is not None else ()

@@ -121,3 +121,15 @@ def test_hundred_clients_in_one_process() -> None:
     res = run_experiment(build_config(overrides=over))
     assert [r.completed for r in res.history] == [100, 100]
     assert sum(res.info["client_sizes"]) == 455  # every training example belongs to exactly one client
+
+
+def test_divergence_is_a_typed_error_not_a_nan_result() -> None:
+    from fl_core.centralized import train_centralized
+    from fl_core.errors import TrainingDivergedError
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 4)).astype(np.float32)
+    y = (rng.standard_normal(50) * 100).astype(np.float32)
+    model = build_model("mlp", (4,), 1)
+    with pytest.raises(TrainingDivergedError, match="lower train.lr"):
+        train_centralized(model, get_flat(model), x, y, x, y, "regression", epochs=5, batch_size=50, lr=1e6)

@@ -152,3 +152,19 @@ def test_bad_fault_model_raises(kwargs) -> None:
 def test_rounds_must_be_positive() -> None:
     with pytest.raises(ConfigError):
         _server([TargetClient(0, np.ones(3), 1)]).run(0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_an_overflowing_aggregate_is_a_typed_error() -> None:
+    from fl_core.errors import TrainingDivergedError
+
+    huge = [TargetClient(i, np.full(3, 3e38), 1) for i in range(2)]  # finite updates of 1.5e38
+    server = FederatedServer(  # a server step of 3 takes the model past float32's 3.4e38
+        huge,
+        FedAvg(server_lr=3.0),
+        np.zeros(3, np.float32),
+        base_config=RoundConfig(round=0),
+        sampler=ClientSampler(2, "fixed", 2),
+    )
+    with pytest.raises(TrainingDivergedError, match="not finite"):
+        server.run_round(1)
