@@ -36,6 +36,7 @@ def _event(z: float, q: float, rounds: int) -> dpa.DpEvent:
     return dpa.SelfComposedDpEvent(ev, rounds)
 
 
+@quiet_rdp()  # dp_accounting logs every skipped RDP order during the bracket search
 def calibrate_noise(
     target_epsilon: float,
     delta: float,
@@ -47,28 +48,6 @@ def calibrate_noise(
     pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
 ) -> float:
     """Smallest noise multiplier z (to 4 significant digits, rounded up) with epsilon(delta) <= target."""
-    with quiet_rdp():
-        return _calibrate_noise(
-            target_epsilon,
-            delta,
-            sampling_rate,
-            rounds,
-            method=method,
-            max_noise_multiplier=max_noise_multiplier,
-            pld_discretization=pld_discretization,
-        )
-
-
-def _calibrate_noise(
-    target_epsilon: float,
-    delta: float,
-    sampling_rate: float,
-    rounds: int,
-    *,
-    method: str = "pld",
-    max_noise_multiplier: float = 1000.0,
-    pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
-) -> float:
     eps = check_epsilon(target_epsilon, "target_epsilon")
     d = check_delta(delta)
     q = check_rate("sampling_rate", sampling_rate)

@@ -33,6 +33,15 @@ def _json_bytes(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _read_body(data: bytes, off: int, what: str) -> Any:
+    """The length-prefixed JSON trailer at `off`, which must end the message exactly."""
+    (blen,) = _LEN.unpack_from(data, off)
+    off += _LEN.size
+    if off + blen != len(data):
+        raise UpdateRejectedError(f"{what} message length mismatch: {len(data)} bytes")
+    return json.loads(data[off:].decode())
+
+
 def _floats(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype="<f4").tobytes()
 
@@ -56,12 +65,7 @@ def decode_global(data: bytes) -> tuple[ModelVector, RoundConfig]:
             raise UpdateRejectedError(f"not a v{VERSION} global-model message (magic={magic!r}, v={version})")
         off = _GLOBAL_HDR.size
         weights = np.frombuffer(data, dtype="<f4", count=n, offset=off).astype(np.float32)
-        off += 4 * n
-        (blen,) = _LEN.unpack_from(data, off)
-        off += _LEN.size
-        if off + blen != len(data):
-            raise UpdateRejectedError(f"global-model message length mismatch: {len(data)} bytes")
-        cfg = json.loads(data[off:].decode())
+        cfg = _read_body(data, off + 4 * n, "global-model")
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise UpdateRejectedError(f"malformed global-model message: {exc}") from None
     return weights, RoundConfig(**cfg)
@@ -117,12 +121,7 @@ def decode_update(data: bytes, *, expected_round: int, expected_size: int) -> Cl
         else:
             raw = np.frombuffer(data, dtype=_INT_TYPES[bits], count=n, offset=off)
             delta = (raw.astype(np.float64) * scale).astype(np.float32)
-        off += width * n
-        (blen,) = _LEN.unpack_from(data, off)
-        off += _LEN.size
-        if off + blen != len(data):
-            raise UpdateRejectedError(f"update message length mismatch: {len(data)} bytes")
-        body = json.loads(data[off:].decode())
+        body = _read_body(data, off + width * n, "update")
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise UpdateRejectedError(f"malformed update message: {exc}") from None
     if rnd != expected_round:
