@@ -205,6 +205,7 @@ class FederatedServer:
         if self.spec.secagg:
             extra["secagg_aborted"] = tx.aborted is not None
             extra["secagg_server_cpu_s"] = tx.server_cpu_s
+            extra["secagg_client_cpu_s"] = sum(tx.client_cpu_s.values())  # all clients' secagg work, summed
             extra["secagg_max_abs_error"] = tx.max_abs_error
             extra["secagg_clipped_coords"] = sums.clipped_coords if sums is not None else 0
         record = RoundRecord(

@@ -32,7 +32,10 @@ class RoundConfig:
 
 @dataclass(frozen=True)
 class ClientUpdate:
-    """One client's answer to `fit`: the model delta (local - global), its example count and metrics."""
+    """One client's answer to `fit`: the model delta (local - global), its example count and metrics.
+
+    `compute_s` is the elapsed time of local training on this machine (clients run one at a time, so
+    wall time is the client's own; CPU time would count torch's idle worker threads spinning)."""
 
     client_id: int
     delta: ModelVector

@@ -47,6 +47,11 @@ KEY_BYTES = 32
 SHARE_PLAINTEXT_BYTES = 8 + 2 * SHARE_BYTES  # sender, recipient, self-mask share, key share
 SEALED_SHARE_BYTES = NONCE_BYTES + SHARE_PLAINTEXT_BYTES + TAG_BYTES
 MAX_COUNT = 2**24
+# Fixed-size records of the repeated fields, parsed in one pass (decoding is on every party's hot path).
+_KEY_ENTRY = struct.Struct(f"<I{KEY_BYTES}s{KEY_BYTES}sB")  # id, c_pk, s_pk, signature length
+_CT_RECORD = struct.Struct(f"<I{SEALED_SHARE_BYTES}s")
+_SHARE_RECORD = struct.Struct(f"<I{SHARE_BYTES}s")
+_SIG_RECORD = struct.Struct(f"<I{SIGNATURE_BYTES}s")
 
 
 class Stage(IntEnum):
@@ -196,12 +201,16 @@ class KeysBroadcast(_Base):
 
     @classmethod
     def _read(cls, r: _Reader, round_id: bytes) -> KeysBroadcast:
-        n = r.count(4 + 2 * KEY_BYTES + 1)
-        entries = tuple(
-            KeyEntry(r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature()) for _ in range(n)
-        )
+        n = r.count(_KEY_ENTRY.size)
+        entries = []
+        for _ in range(n):  # records differ in length (signed or not): one struct read each, no slicing
+            start = r.skip(_KEY_ENTRY.size)
+            cid, c_pk, s_pk, siglen = _KEY_ENTRY.unpack_from(r.data, start)
+            if siglen not in (0, SIGNATURE_BYTES):
+                raise InvalidMessageError(f"signature length must be 0 or {SIGNATURE_BYTES}, got {siglen}")
+            entries.append(KeyEntry(cid, c_pk, s_pk, r.take(siglen) if siglen else b""))
         _check_increasing([e.client_id for e in entries], "advertised client ids")
-        return cls(round_id, entries)
+        return cls(round_id, tuple(entries))
 
 
 def _write_cts(items: tuple[tuple[int, bytes], ...]) -> bytes:
@@ -209,8 +218,9 @@ def _write_cts(items: tuple[tuple[int, bytes], ...]) -> bytes:
 
 
 def _read_cts(r: _Reader) -> tuple[tuple[int, bytes], ...]:
-    n = r.count(4 + SEALED_SHARE_BYTES)
-    items = tuple((r.u32(), r.take(SEALED_SHARE_BYTES)) for _ in range(n))
+    n = r.count(_CT_RECORD.size)
+    start = r.skip(n * _CT_RECORD.size)
+    items = tuple(_CT_RECORD.iter_unpack(r.data[start : r.pos]))  # (id, sealed bytes) records
     _check_increasing([i for i, _ in items], "share ciphertext ids")
     return items
 
@@ -331,8 +341,9 @@ class UnmaskRequest(_Base):
     @classmethod
     def _read(cls, r: _Reader, round_id: bytes) -> UnmaskRequest:
         survivors, dropped = r.ids(), r.ids()
-        n = r.count(4 + SIGNATURE_BYTES)
-        sigs = tuple((r.u32(), r.take(SIGNATURE_BYTES)) for _ in range(n))
+        n = r.count(_SIG_RECORD.size)
+        start = r.skip(n * _SIG_RECORD.size)
+        sigs = tuple(_SIG_RECORD.iter_unpack(r.data[start : r.pos]))
         _check_increasing([i for i, _ in sigs], "signature ids")
         return cls(round_id, survivors, dropped, sigs)
 
@@ -342,8 +353,9 @@ def _write_shares(items: tuple[tuple[int, int], ...]) -> bytes:
 
 
 def _read_shares(r: _Reader) -> tuple[tuple[int, int], ...]:
-    n = r.count(4 + SHARE_BYTES)
-    items = tuple((r.u32(), share_from_bytes(r.take(SHARE_BYTES))) for _ in range(n))
+    n = r.count(_SHARE_RECORD.size)
+    start = r.skip(n * _SHARE_RECORD.size)
+    items = tuple((i, share_from_bytes(y)) for i, y in _SHARE_RECORD.iter_unpack(r.data[start : r.pos]))
     _check_increasing([i for i, _ in items], "share owner ids")
     return items
 
