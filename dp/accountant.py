@@ -13,13 +13,14 @@ import enum
 import functools
 import json
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import attr
 import dp_accounting as dpa
+import numpy as np
 from dp_accounting import dp_event as _dp_event
 from dp_accounting.pld import pld_privacy_accountant as _pld
 from dp_accounting.pld import privacy_loss_distribution as _PLD
@@ -145,6 +146,38 @@ def _is_sampled_gaussian(key: str) -> bool:
     )
 
 
+_PLD_MEMO: OrderedDict[tuple[Any, ...], _PLD.PrivacyLossDistribution] = OrderedDict()
+_PLD_MEMO_SIZE = 8  # a few composed PLDs (a few MB each at 1,000 rounds)
+
+
+def _composed_pld(
+    groups: tuple[tuple[str, int], ...], relation: Neighbouring, discretization: float
+) -> _PLD.PrivacyLossDistribution:
+    """The composed PLD of the ledger. A ledger one round longer than a remembered one costs one
+    convolution with the base PLD (~0.05 s) instead of a self-composition of every round (~0.13 s at
+    30 rounds); both give dp_accounting's numbers up to floating-point rounding (~1e-10 relative)."""
+    memo_key = (groups, relation, discretization)
+    pld = _PLD_MEMO.get(memo_key)
+    if pld is None:
+        for i, (key, count) in enumerate(groups):
+            shorter = (*groups[:i], *(((key, count - 1),) if count > 1 else ()), *groups[i + 1 :])
+            prev = _PLD_MEMO.get((shorter, relation, discretization)) if shorter else None
+            if prev is not None:
+                pld = prev.compose(_base_pld(key, relation, discretization))
+                break
+    if pld is None:
+        for key, count in groups:
+            part = _base_pld(key, relation, discretization).self_compose(count)
+            pld = part if pld is None else pld.compose(part)
+    if pld is None:
+        raise InvalidPrivacyParameterError("no events to compose")
+    _PLD_MEMO[memo_key] = pld
+    _PLD_MEMO.move_to_end(memo_key)
+    while len(_PLD_MEMO) > _PLD_MEMO_SIZE:
+        _PLD_MEMO.popitem(last=False)
+    return pld
+
+
 class _ComposedPLD:
     """Adapter giving a composed PLD the accountant interface (get_epsilon / get_delta)."""
 
@@ -158,17 +191,47 @@ class _ComposedPLD:
         return self._pld.get_delta_for_epsilon(target_epsilon)
 
 
+@functools.lru_cache(maxsize=256)
+def _base_rdp(key: str, relation: Neighbouring) -> tuple[np.ndarray, np.ndarray]:
+    """(orders, RDP curve) of one event on dp_accounting's default orders, built once and reused: RDP
+    composes by addition (the RdpAccountant adds count * curve), and some curves are costly to build
+    (sampling without replacement: ~0.3 s, once per round without this cache)."""
+    acc = _rdp.RdpAccountant(neighboring_relation=relation.to_dpa())
+    acc.compose(event_from_dict(json.loads(key)), 1)
+    orders, rdp = np.asarray(acc.orders, dtype=np.float64), acc.rdp
+    orders.setflags(write=False)
+    rdp.setflags(write=False)
+    return orders, rdp
+
+
+class _ComposedRDP:
+    """A composed RDP curve with the accountant interface; the conversions are dp_accounting's own."""
+
+    def __init__(self, orders: np.ndarray, rdp: np.ndarray) -> None:
+        self._orders, self._rdp = orders, rdp
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return _rdp.compute_epsilon(self._orders, self._rdp, target_delta)[0]
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return _rdp.compute_delta(self._orders, self._rdp, target_epsilon)[0]
+
+
 @functools.lru_cache(maxsize=4)  # each entry holds a composed PLD (a few MB at 1,000 rounds)
 def _cached_accountant(
     groups: tuple[tuple[str, int], ...], method: str, relation: Neighbouring, discretization: float
-) -> dpa.PrivacyAccountant | _ComposedPLD:
-    """Same numbers as dp_accounting's PLDAccountant, but the base PLD of each event is cached."""
+) -> dpa.PrivacyAccountant | _ComposedPLD | _ComposedRDP:
+    """Same numbers as dp_accounting's PLD and RDP accountants, but each event's base PLD or RDP curve
+    is cached, so a ledger that grows by one round does not recompute the rounds before it."""
     if method == "pld" and all(_is_sampled_gaussian(k) for k, _ in groups):
-        pld = None
+        return _ComposedPLD(_composed_pld(groups, relation, discretization))
+    if method == "rdp":
+        orders, total = None, None
         for key, count in groups:
-            part = _base_pld(key, relation, discretization).self_compose(count)
-            pld = part if pld is None else pld.compose(part)
-        return _ComposedPLD(pld)
+            orders, curve = _base_rdp(key, relation)
+            total = count * curve if total is None else total + count * curve
+        if orders is not None and total is not None:
+            return _ComposedRDP(orders, total)
     return _compose(groups, method, relation, discretization)
 
 

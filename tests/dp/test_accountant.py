@@ -77,6 +77,33 @@ def test_accountant_equals_dp_accounting_pld_for_mixed_ledger() -> None:
     assert acc.report().method == "pld"
 
 
+def test_accountant_equals_dp_accounting_pld_as_the_ledger_grows() -> None:
+    # Each round's PLD is the previous round's composed with one more base PLD (incremental path);
+    # every prefix must match dp_accounting's PLDAccountant composed from scratch.
+    acc = PrivacyAccountant(delta=1e-6, pld_discretization=1e-3)
+    ref = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
+    a, b = E.poisson_round(1.1, 0.07), E.poisson_round(0.9, 0.02)
+    for r, ev in enumerate([a, a, a, b, a, b, b, a]):
+        acc.commit(ev, round_id=r)
+        ref.compose(ev)
+        assert acc.epsilon() == pytest.approx(ref.get_epsilon(1e-6), rel=1e-8)
+        assert acc.delta_for(1.0) == pytest.approx(ref.get_delta(1.0), rel=1e-8)
+
+
+def test_accountant_equals_dp_accounting_rdp_for_mixed_ledger_as_it_grows() -> None:
+    # The RDP path caches each event's curve and adds count * curve; every prefix of a growing ledger
+    # must give dp_accounting's own RdpAccountant numbers (epsilon and delta), replace-one neighbours.
+    acc = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    ref = rdp_privacy_accountant.RdpAccountant(neighboring_relation=dpa.NeighboringRelation.REPLACE_ONE)
+    wor = E.fixed_cohort_round(1.0, 20, 100)
+    ledger = [(wor, 1), (wor, 2), (dpa.GaussianDpEvent(4.0), 1), (dpa.LaplaceDpEvent(3.0), 2), (wor, 5)]
+    for r, (ev, count) in enumerate(ledger):
+        acc.commit(ev, round_id=r, count=count)
+        ref.compose(ev, count)
+        assert acc.epsilon(method="rdp") == pytest.approx(ref.get_epsilon(1e-5), rel=1e-12)
+        assert acc.delta_for(5.0, method="rdp") == pytest.approx(ref.get_delta(5.0), rel=1e-12)
+
+
 def test_two_phase_can_spend_costs_nothing() -> None:
     acc = PrivacyAccountant(max_epsilon=2.0, delta=1e-5)
     ev = E.poisson_round(1.0, 0.1)
