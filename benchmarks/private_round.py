@@ -8,12 +8,13 @@ Every row is the same federated job (same data split, model, initial weights, se
 privacy layer; times and bytes are compared with the plaintext FedAvg row measured in the same run.
 The default local work is FedAvg's CNN setting (E = 5 local epochs, batch B = 10; McMahan et al. 2017,
 Sec. 3). Wall time is this process's time per round (all clients simulated in turn on one core): every
-client's training, encoding and masking, the server's unmasking, and the accounting. `--repeats R` runs
-the rows R times, interleaved, and pools their rounds, so that drift in the machine's speed hits every
-row alike. "secagg CPU" is the protocol's own work per round (all clients' encoding, key agreement,
-sharing and masking, plus the server's), timed inside the round. The simulated round time is what a
-round takes when the devices work in parallel on this machine's speed with no network: the slowest
-client's measured compute (training plus its secagg work) and transfers, plus the server's secagg work.
+client's training, encoding and masking, the server's unmasking, and the accounting. The rows run round
+by round in turn (row 0's round 1, row 1's round 1, ...), so that drift in the machine's speed hits
+every row alike; `--repeats R` does it R times and pools the rounds. "secagg CPU" is the protocol's own
+work per round (all clients' encoding, key agreement, sharing and masking, plus the server's), timed
+inside the round. The simulated round time is what a round takes when the devices work in parallel on
+this machine's speed with no network: the slowest client's measured compute (training plus its secagg
+work) and transfers, plus the server's secagg work.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 
 from fl_core.config import build_config
 from fl_core.experiment import run_experiment
@@ -64,6 +66,52 @@ ROWS = [
 ]
 
 
+def run_interleaved(configs: list) -> list:
+    """Run the experiments round by round in turn (row 0 round 1, row 1 round 1, ..., row 0 round 2, ...).
+
+    Each experiment runs in its own thread, but a token passed in `on_round` lets exactly one run at a
+    time, so every row's round r is timed next to the others' round r and drift in the machine's speed
+    (other tenants, frequency scaling) hits all rows alike instead of whichever row ran during it.
+    """
+    n = len(configs)
+    turn = [threading.Semaphore(0) for _ in range(n)]
+    done = [False] * n
+    results: list = [None] * n
+    errors: list[BaseException | None] = [None] * n
+
+    def pass_turn(j: int) -> None:
+        for k in (*range(j + 1, n), *range(j + 1)):
+            if not done[k]:
+                turn[k].release()
+                return
+
+    def worker(j: int) -> None:
+        turn[j].acquire()
+
+        def on_round(_record: object) -> None:
+            pass_turn(j)
+            turn[j].acquire()
+
+        try:
+            results[j] = run_experiment(configs[j], on_round=on_round)
+        except BaseException as exc:  # reported after the others finish
+            errors[j] = exc
+        finally:
+            done[j] = True
+            pass_turn(j)
+
+    threads = [threading.Thread(target=worker, args=(j,), daemon=True) for j in range(n)]
+    for t in threads:
+        t.start()
+    turn[0].release()
+    for t in threads:
+        t.join()
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=30)
@@ -100,12 +148,18 @@ def main() -> None:
         f"{args.local_epochs} local epoch(s), batch {args.batch_size}, {args.repeats} repeat(s)\n",
         flush=True,
     )
+    # warm-up (imports, torch kernels, caches), discarded: the first row measured must not pay for it
+    run_experiment(build_config(overrides=[*base, "run.rounds=2", "secagg.enabled=true"]))
     history: dict[int, list] = {i: [] for i, _, _ in rows}
     results = {}
     for rep in range(args.repeats):
-        for i, label, extra in rows:
-            print(f"  repeat {rep + 1}/{args.repeats}: {label} ...", file=sys.stderr, flush=True)
-            res = run_experiment(build_config(overrides=[*base, *extra]))
+        print(
+            f"  repeat {rep + 1}/{args.repeats}: {len(rows)} rows, interleaved ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        runs = run_interleaved([build_config(overrides=[*base, *extra]) for _, _, extra in rows])
+        for (i, _, _), res in zip(rows, runs, strict=True):
             history[i].extend(res.history)
             results.setdefault(i, res)  # seeded: every repeat trains the same model
     print(
