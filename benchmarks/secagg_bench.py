@@ -4,6 +4,8 @@ Run by hand (one process, one core of work at a time):
     .venv/bin/python benchmarks/secagg_bench.py                          # quick default subset
     .venv/bin/python benchmarks/secagg_bench.py --n 100 --d 1000000 --drop 0.1 \
         --flower-python /work/flwr-venv/bin/python                       # plus Flower, same point
+    .venv/bin/python benchmarks/secagg_bench.py --primitives --n 20 --d 10300 --drop 0.3
+                                                                         # one client's cost, per primitive
 Columns: per-client CPU s (median survivor, fixed-point encoding included), server CPU s, bytes up/down
 per client, upload / (4 d), and ratios to the cost floor (PRG expansions alone, timed in this run) and
 to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod (../shared/anchors/flower_secaggplus_bench.py).
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from secagg import FixedPointEncoding, SecAggConfig, SecAggConfigError, aggregate  # noqa: E402
+from secagg.hazmat import aead, kex, shamir  # noqa: E402
 from secagg.hazmat.prg import PrgBuffer  # noqa: E402
+from secagg.messages import SHARE_PLAINTEXT_BYTES  # noqa: E402
 
 ANCHOR = ROOT / ".." / "shared" / "anchors" / "flower_secaggplus_bench.py"
 
@@ -114,6 +120,73 @@ def run_flower(python: str, n: int, d: int, drop: float, reps: int, timeout: int
     }
 
 
+def _best_us(fn: Callable[[], object], reps: int) -> float:
+    """Best of 5 batches of `reps` calls, in microseconds per call (the primitive's own speed)."""
+    best = math.inf
+    for _ in range(5):
+        c0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - c0) / reps)
+    return 1e6 * best
+
+
+def primitives(n: int, d: int, drop: float, rounds: int = 15) -> None:
+    """One client's secagg work as counts of primitives x their measured unit cost, against a whole round.
+
+    Shows where a client's time goes and how close the protocol runs to the sum of its parts.
+    """
+    cfg = SecAggConfig.create(range(n), d, dropout_rate=drop)
+    k, t = cfg.neighbours, cfg.threshold
+    me, peer = kex.KeyPair(), kex.KeyPair()
+    peer_pk = kex.load_public(peer.public_bytes)
+    info = kex.pair_info(kex.PURPOSE_MASK_SEED, cfg.round_id, b"", 0, 1)
+    buf, y, seed, key32 = PrgBuffer(d), np.zeros(d, dtype=np.uint32), bytes(16), bytes(32)
+    enc, rng = FixedPointEncoding.for_clients(n, 1.0), np.random.default_rng(0)
+    x = rng.normal(0, 0.05, d)
+    xs = list(range(1, k + 1))
+    parts = [  # (primitive, calls per client per round, unit cost in us)
+        (
+            "X25519 agreement (share key + mask seed per neighbour)",
+            2 * k,
+            _best_us(lambda: me.private.exchange(peer_pk), 300),
+        ),
+        ("X25519 key generation", 2, _best_us(kex.KeyPair, 300)),
+        ("X25519 public key parse", 2 * k, _best_us(lambda: kex.load_public(peer.public_bytes), 2000)),
+        ("HKDF-SHA256", 2 * k, _best_us(lambda: kex.hkdf_sha256(bytes(32), info, 16), 2000)),
+        (
+            "AES-GCM seal or open of one share pair",
+            2 * k,
+            _best_us(lambda: aead.seal(key32, bytes(SHARE_PLAINTEXT_BYTES), b"ad"), 2000),
+        ),
+        (f"Shamir split, t = {t} of {k}", 2, _best_us(lambda: shamir.split(12345, t, xs), 200)),
+        (f"AES-CTR mask expansion, d = {d}", k + 1, _best_us(lambda: buf.expand(seed), 300)),
+        ("mask add / subtract", k + 1, _best_us(lambda: np.add(y, buf.words, out=y), 2000)),
+        ("fixed-point encoding", 1, _best_us(lambda: enc.encode(x, rng), 100)),
+    ]
+    clients, servers = [], []
+    vecs = [enc.encode(x, rng) for _ in range(n)]
+    for _ in range(rounds):
+        r = aggregate(vecs, SecAggConfig.create(range(n), d, dropout_rate=drop), record_transcript=False)
+        clients.append(statistics.median(r.client_cpu_s.values()))
+        servers.append(r.server_cpu_s)
+    total = sum(c * us for _, c, us in parts) / 1e3
+    print(f"n = {n}, d = {d}, designed for {drop:.0%} dropout: k = {k}, t = {t}\n")
+    print("| primitive | calls / client / round | us each | ms / client / round | share |")
+    print("|---|---|---|---|---|")
+    for name, calls, us in parts:
+        ms = calls * us / 1e3
+        print(f"| {name} | {calls} | {us:.2f} | {ms:.3f} | {ms / total:.0%} |")
+    measured = statistics.median(clients) + parts[-1][2] / 1e6  # aggregate() times all but the encoding
+    print(f"| **sum of the parts** | | | **{total:.3f}** | |")
+    print(
+        f"\nmeasured, median of {rounds} rounds: client {1e3 * measured:.3f} ms "
+        f"({measured * 1e3 / total:.2f}x the sum of its parts, messages and checks included), "
+        f"server {1e3 * statistics.median(servers):.3f} ms; a round of {n} clients: "
+        f"{1e3 * (n * measured + statistics.median(servers)):.1f} ms of CPU"
+    )
+
+
 def fmt_bytes(b: float) -> str:
     return f"{b / 1e6:.2f} MB" if b >= 1e5 else f"{b / 1e3:.1f} kB"
 
@@ -128,7 +201,11 @@ def main() -> None:
     ap.add_argument("--flower-reps", type=int, default=1)
     ap.add_argument("--flower-timeout", type=int, default=1800)
     ap.add_argument("--json", default=None, help="append every row as JSON to this file")
+    ap.add_argument("--primitives", action="store_true", help="one client's cost per primitive (first n, d)")
     args = ap.parse_args()
+    if args.primitives:
+        primitives(args.n[0], args.d[0], args.drop[0] if args.drop[0] > 0 else 0.1)
+        return
 
     rows = []
     for n in args.n:
