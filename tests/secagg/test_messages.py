@@ -91,6 +91,8 @@ def test_bad_lengths_orders_and_bounds_are_rejected():
         decode(UnmaskShares(R, 1, ((2, 2**264 - 1),), ()).to_bytes())
     with pytest.raises(InvalidMessageError, match="signature length"):
         decode(ConsistencySignature(R, 1, bytes(10)).to_bytes())
+    with pytest.raises(InvalidMessageError, match="signature length"):  # records of mixed lengths
+        decode(KeysBroadcast(R, (KeyEntry(1, bytes(32), bytes([2]) * 32, bytes(10)),)).to_bytes())
     with pytest.raises(InvalidMessageError, match="truncated|count"):
         decode(ShareKeys(R, 2, ((1, CT[:-1]),)).to_bytes())
     huge = bytearray(MaskedInput(R, 1, np.zeros(2, dtype=np.uint32)).to_bytes())
