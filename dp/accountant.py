@@ -153,22 +153,25 @@ _PLD_MEMO_SIZE = 8  # a few composed PLDs (a few MB each at 1,000 rounds)
 def _composed_pld(
     groups: tuple[tuple[str, int], ...], relation: Neighbouring, discretization: float
 ) -> _PLD.PrivacyLossDistribution:
-    """The composed PLD of the ledger. A ledger one round longer than a remembered one costs one
-    convolution with the base PLD (~0.05 s) instead of a self-composition of every round (~0.13 s at
-    30 rounds); both give dp_accounting's numbers up to floating-point rounding (~1e-10 relative)."""
+    """The composed PLD of the ledger, extending the longest remembered ledger it contains: a round
+    loop pays one convolution per round (~0.05 s) instead of a self-composition of every round so far
+    (~0.13 s at 30 rounds). Same numbers as dp_accounting up to floating-point rounding (~1e-10)."""
     memo_key = (groups, relation, discretization)
     pld = _PLD_MEMO.get(memo_key)
     if pld is None:
-        for i, (key, count) in enumerate(groups):
-            shorter = (*groups[:i], *(((key, count - 1),) if count > 1 else ()), *groups[i + 1 :])
-            prev = _PLD_MEMO.get((shorter, relation, discretization)) if shorter else None
-            if prev is not None:
-                pld = prev.compose(_base_pld(key, relation, discretization))
-                break
-    if pld is None:
+        counts = dict(groups)
+        start: dict[str, int] = {}
+        for (prev_groups, rel, disc), prev in _PLD_MEMO.items():
+            have = dict(prev_groups)
+            contained = rel == relation and disc == discretization
+            if contained and all(counts.get(k, 0) >= c for k, c in have.items()):
+                if sum(have.values()) > sum(start.values()):
+                    pld, start = prev, have
         for key, count in groups:
-            part = _base_pld(key, relation, discretization).self_compose(count)
-            pld = part if pld is None else pld.compose(part)
+            extra = count - start.get(key, 0)
+            if extra > 0:
+                part = _base_pld(key, relation, discretization).self_compose(extra)
+                pld = part if pld is None else pld.compose(part)
     if pld is None:
         raise InvalidPrivacyParameterError("no events to compose")
     _PLD_MEMO[memo_key] = pld

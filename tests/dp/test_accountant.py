@@ -83,9 +83,9 @@ def test_accountant_equals_dp_accounting_pld_as_the_ledger_grows() -> None:
     acc = PrivacyAccountant(delta=1e-6, pld_discretization=1e-3)
     ref = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
     a, b = E.poisson_round(1.1, 0.07), E.poisson_round(0.9, 0.02)
-    for r, ev in enumerate([a, a, a, b, a, b, b, a]):
-        acc.commit(ev, round_id=r)
-        ref.compose(ev)
+    for r, (ev, count) in enumerate([(a, 1), (a, 1), (a, 3), (b, 1), (a, 1), (b, 4), (b, 1), (a, 2)]):
+        acc.commit(ev, round_id=r, count=count)  # counts > 1: DP-SGD steps per round
+        ref.compose(ev, count)
         assert acc.epsilon() == pytest.approx(ref.get_epsilon(1e-6), rel=1e-8)
         assert acc.delta_for(1.0) == pytest.approx(ref.get_delta(1.0), rel=1e-8)
 
