@@ -74,6 +74,8 @@ def run_interleaved(configs: list) -> list:
     (other tenants, frequency scaling) hits all rows alike instead of whichever row ran during it.
     """
     n = len(configs)
+    if n == 0:
+        return []
     turn = [threading.Semaphore(0) for _ in range(n)]
     done = [False] * n
     results: list = [None] * n
@@ -143,6 +145,8 @@ def main() -> None:
         for i, (label, extra) in enumerate(ROWS)
         if str(i) not in args.skip and (not args.only or str(i) in args.only)
     ]
+    if not rows:
+        ap.error(f"no rows selected; rows are 0..{len(ROWS) - 1}")
     print(
         f"digits, cnn, {args.clients} clients (IID), {args.per_round} a round, {args.rounds} rounds, "
         f"{args.local_epochs} local epoch(s), batch {args.batch_size}, {args.repeats} repeat(s)\n",

@@ -35,7 +35,8 @@ class ClientUpdate:
     """One client's answer to `fit`: the model delta (local - global), its example count and metrics.
 
     `compute_s` is the elapsed time of local training on this machine (clients run one at a time, so
-    wall time is the client's own; CPU time would count torch's idle worker threads spinning)."""
+    it is the client's own; it shares secagg's clock, and with run.threads > 1 CPU time would add up
+    torch's threads, idle spinning included)."""
 
     client_id: int
     delta: ModelVector

@@ -1,8 +1,9 @@
 """In-memory transport: runs a whole round in one process, every message through its byte encoding.
 
 For simulation and tests. The transcript records exactly the bytes the server received and sent; byte
-counts and CPU seconds (time.thread_time around each party's calls: the work of that party alone, not
-the spin of idle torch worker threads) feed the FL simulator's cost model.
+counts and each party's seconds (time.perf_counter around its calls: parties run one at a time, so the
+elapsed time is that party's work, on the same clock as the simulator's training time) feed the FL
+simulator's cost model. The `*_cpu_s` names keep their meaning: one thread's computing time.
 """
 
 from __future__ import annotations
@@ -133,19 +134,19 @@ def aggregate(
     server_cpu = 0.0
 
     def on_client(cid: int, fn: Callable[[], T]) -> T:
-        c0 = time.thread_time()
+        c0 = time.perf_counter()
         try:
             return fn()
         finally:
-            cpu[cid] += time.thread_time() - c0
+            cpu[cid] += time.perf_counter() - c0
 
     def on_server(fn: Callable[[], T]) -> T:
         nonlocal server_cpu
-        c0 = time.thread_time()
+        c0 = time.perf_counter()
         try:
             return fn()
         finally:
-            server_cpu += time.thread_time() - c0
+            server_cpu += time.perf_counter() - c0
 
     def send_up(stage: Stage, cid: int, msg: Message) -> None:
         data = on_client(cid, msg.to_bytes)
@@ -235,9 +236,9 @@ def secure_sum(
     gen = rng if rng is not None else np.random.default_rng()
     encoded, enc_cpu = [], []
     for v in vectors:
-        c0 = time.thread_time()
+        c0 = time.perf_counter()
         encoded.append(enc.encode(v, gen))
-        enc_cpu.append(time.thread_time() - c0)
+        enc_cpu.append(time.perf_counter() - c0)
     result = aggregate(encoded, config, dropouts=dropouts, record_transcript=record_transcript)
     cpu = {cid: s + enc_cpu[cid] for cid, s in result.client_cpu_s.items()}
     result = replace(result, client_cpu_s=cpu, encoding=enc)

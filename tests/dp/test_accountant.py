@@ -77,9 +77,20 @@ def test_accountant_equals_dp_accounting_pld_for_mixed_ledger() -> None:
     assert acc.report().method == "pld"
 
 
+def test_zero_repeat_count_is_rejected_not_read_as_free() -> None:
+    # SelfComposed(NonPrivate, 0) would make count * curve = 0 * inf = NaN, and the RDP epsilon 0 (review).
+    acc = PrivacyAccountant(delta=1e-5)
+    bad = dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(dpa.NonPrivateDpEvent(), 0), dpa.GaussianDpEvent(2.0)])
+    with pytest.raises(InvalidPrivacyParameterError, match="count must be an int >= 1"):
+        acc.commit(bad, round_id=0)
+    with pytest.raises(InvalidPrivacyParameterError, match="count must be an int >= 1"):
+        acc.projected_epsilon(bad, method="rdp")
+    assert acc.entries == ()
+
+
 def test_accountant_equals_dp_accounting_pld_as_the_ledger_grows() -> None:
-    # Each round's PLD is the previous round's composed with one more base PLD (incremental path);
-    # every prefix must match dp_accounting's PLDAccountant composed from scratch.
+    # Every prefix of a growing ledger (counts > 1 as DP-SGD rounds charge steps) must match
+    # dp_accounting's PLDAccountant.
     acc = PrivacyAccountant(delta=1e-6, pld_discretization=1e-3)
     ref = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
     a, b = E.poisson_round(1.1, 0.07), E.poisson_round(0.9, 0.02)
