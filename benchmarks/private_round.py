@@ -10,11 +10,12 @@ The default local work is FedAvg's CNN setting (E = 5 local epochs, batch B = 10
 Sec. 3). Wall time is this process's time per round (all clients simulated in turn on one core): every
 client's training, encoding and masking, the server's unmasking, and the accounting. The rows run round
 by round in turn (row 0's round 1, row 1's round 1, ...), so that drift in the machine's speed hits
-every row alike; `--repeats R` does it R times and pools the rounds. "secagg CPU" is the protocol's own
-work per round (all clients' encoding, key agreement, sharing and masking, plus the server's), timed
-inside the round. The simulated round time is what a round takes when the devices work in parallel on
-this machine's speed with no network: the slowest client's measured compute (training plus its secagg
-work) and transfers, plus the server's secagg work.
+every row alike; `--repeats R` does it R times and pools the rounds. A ratio is the median over
+paired rounds (same repeat and round index) of the row's time over plaintext's. "secagg CPU" is the
+protocol's own work per round (all clients' encoding, key agreement, sharing and masking, plus the
+server's), timed inside the round. The simulated round time is what a round takes when the devices
+work in parallel on this machine's speed with no network: the slowest client's measured compute
+(training plus its secagg work) and transfers, plus the server's secagg work.
 """
 
 from __future__ import annotations
@@ -172,11 +173,26 @@ def main() -> None:
         "| epsilon |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    ref_t = ref_sim = ref_up = None
+
+    def ratio(hist: list, ref: list | None, key: str) -> float:
+        """Median over paired rounds (same repeat, same round) of this row's time / the reference's:
+        robust to drift between rounds; a ratio of medians when the rows ran different rounds."""
+        if ref is None:
+            return 1.0
+        if len(hist) == len(ref):
+            return statistics.median(
+                getattr(a, key) / getattr(b, key) for a, b in zip(hist, ref, strict=True)
+            )
+        return statistics.median(getattr(r, key) for r in hist) / statistics.median(
+            getattr(r, key) for r in ref
+        )
+
+    ref_hist = ref_up = None
     for i, label, _ in rows:
         hist, res = history[i], results[i]
         wall = statistics.median(r.wall_s for r in hist)
         sim = statistics.median(r.sim_round_s for r in hist)
+        wall_x, sim_x = ratio(hist, ref_hist, "wall_s"), ratio(hist, ref_hist, "sim_round_s")
         sa = [
             r.extra["secagg_client_cpu_s"] + r.extra["secagg_server_cpu_s"]
             for r in hist
@@ -186,11 +202,11 @@ def main() -> None:
         clients = sum(r.completed for r in hist) or 1
         up = sum(r.bytes_up for r in hist) / clients / 1e3
         down = sum(r.bytes_down for r in hist) / max(sum(r.sampled for r in hist), 1) / 1e3
-        if ref_t is None:
-            ref_t, ref_sim, ref_up = wall, sim, up
+        if ref_hist is None:
+            ref_hist, ref_up = hist, up
         eps = res.privacy.get("epsilon")
         print(
-            f"| {label} | {wall:.3f} | {wall / ref_t:.2f} | {sa_ms} | {sim:.4f} | {sim / ref_sim:.2f} | "
+            f"| {label} | {wall:.3f} | {wall_x:.2f} | {sa_ms} | {sim:.4f} | {sim_x:.2f} | "
             f"{up:.1f} | {up / ref_up:.2f} | {down:.1f} | "
             f"{100 * res.final['accuracy']:.1f}% | {'-' if eps is None else f'{eps:.2f}'} |",
             flush=True,
