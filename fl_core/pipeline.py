@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -409,10 +410,15 @@ class RoundPipeline:
             ddg = DistributedDiscreteGaussian(
                 params, hashlib.sha256(b"privagg/ddg-rotation" + round_id).digest()
             )
-            vectors = [ddg.encode(contributions[c].delta, self.noise) for c in ids]  # on each device
-        else:
-            limit = self.encoding_range(started)
-            vectors = [self._pack(contributions[c], limit) for c in ids]
+        limit = self.encoding_range(started) if ddg is None else 0.0
+        vectors, prep_s = [], {}  # each device's own encoding time counts in its simulated compute
+        for c in ids:
+            t0 = time.perf_counter()
+            if ddg is not None:
+                vectors.append(ddg.encode(contributions[c].delta, self.noise))  # on each device
+            else:
+                vectors.append(self._pack(contributions[c], limit))
+            prep_s[c] = time.perf_counter() - t0
         drops = {index[c]: st for c, st in drop_stage.items() if c in index and st in STAGES[1:]}
         s = self.spec
         try:
@@ -445,7 +451,7 @@ class RoundPipeline:
                 total = np.concatenate([ddg.decode(res.sum), np.zeros(4)])
         except secagg.ThresholdError as exc:  # nothing was revealed, but what was sent was spent
             cost = getattr(exc, "cost", None)
-            spent = _costs(cost, ids) if cost is not None else {}
+            spent = _costs(cost, ids, prep_s) if cost is not None else {}
             return Transmission(None, aborted=f"secure aggregation aborted: {exc}", **spent)
         except secagg.SecAggConfigError as exc:
             raise ConfigError(f"secagg: {exc}") from None
@@ -463,7 +469,7 @@ class RoundPipeline:
         if not self.spec.client_level_dp:  # undo the public scalings of weight and loss
             sums.loss = sums.loss * self.spec.metric_scale
         return Transmission(
-            sums, max_abs_error=res.max_abs_error, transcript=res.transcript, **_costs(res, ids)
+            sums, max_abs_error=res.max_abs_error, transcript=res.transcript, **_costs(res, ids, prep_s)
         )
 
     # ------------------------------------------------------------------ server side
@@ -513,11 +519,12 @@ class RoundPipeline:
             self._local_eps[cid] = self.ledgers.epsilon(str(cid))  # only ledgers that changed
 
 
-def _costs(res: Any, ids: Sequence[int]) -> dict[str, Any]:
-    """A secagg result's (or abort's) per-client bytes and CPU, keyed by the run's client ids."""
+def _costs(res: Any, ids: Sequence[int], prep_s: Mapping[int, float]) -> dict[str, Any]:
+    """A secagg result's (or abort's) per-client bytes and CPU, keyed by the run's client ids; `prep_s`
+    is each client's packing / discrete-Gaussian encoding before the protocol."""
     return {
         "bytes_up": {ids[i]: sum(v.values()) for i, v in res.bytes_up.items()},
         "bytes_down": {ids[i]: sum(v.values()) for i, v in res.bytes_down.items()},
-        "client_cpu_s": {ids[i]: v for i, v in res.client_cpu_s.items()},
+        "client_cpu_s": {ids[i]: v + prep_s.get(ids[i], 0.0) for i, v in res.client_cpu_s.items()},
         "server_cpu_s": res.server_cpu_s,
     }

@@ -356,3 +356,37 @@ def test_local_dp_rounds_are_unweighted_and_reveal_no_loss(secure: bool) -> None
     new, _ = pipe.server_side(1, np.zeros(DIM, np.float32), tx.sums)
     np.testing.assert_allclose(new, np.full(DIM, 0.3), atol=1e-5)  # plain mean of 0, .2, .4, .6
     assert np.isnan(pipe.train_loss(tx.sums)) or tx.sums.loss == 0
+
+
+def test_device_side_work_counts_in_the_simulated_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Clipping / noise shares (client_side) and the discrete-Gaussian encoding run on the device, so a
+    # slow one must show in the client's simulated compute (review: both were untimed).
+    import time
+
+    from fl_core.pipeline import DistributedDiscreteGaussian
+
+    nap = 0.03
+    real_side, real_encode = RoundPipeline.client_side, DistributedDiscreteGaussian.encode
+
+    def slow_side(self, *a, **k):
+        time.sleep(nap)
+        return real_side(self, *a, **k)
+
+    def slow_encode(self, *a, **k):
+        time.sleep(nap)
+        return real_encode(self, *a, **k)
+
+    monkeypatch.setattr(RoundPipeline, "client_side", slow_side)
+    spec = PrivacySpec(dp="none", secagg=True)
+    rec = _server(_clients(4), spec).run_round(1)
+    assert rec is not None and rec.sim_round_s >= nap
+
+    monkeypatch.setattr(DistributedDiscreteGaussian, "encode", slow_encode)
+    m, dim = 4, 50
+    spec = PrivacySpec(
+        dp="distributed", secagg=True, mechanism="discrete_gaussian", noise_multiplier=1.0, clip_norm=1.0
+    )
+    pipe = RoundPipeline(spec, dim=dim, sampler=ClientSampler(m, "poisson", rate=1.0), strategy=FedAvg())
+    ups = {i: real_side(pipe, ClientUpdate(i, np.zeros(dim, np.float32), 1), started=m) for i in range(m)}
+    tx = pipe.transmit(1, ups, {}, np.zeros(dim, np.float32), started=m)
+    assert tx.sums is not None and min(tx.client_cpu_s.values()) >= nap

@@ -113,7 +113,7 @@ def test_same_seed_same_history_different_seed_differs() -> None:
         clients = [TargetClient(i, np.full(3, float(i)), i + 1) for i in range(20)]
         s = _server(clients, ClientSampler(20, "fixed", 5), FaultModel(dropout_rate=0.2), seed=seed)
         s.run(5)
-        return [r.as_row() | {"wall_s": 0} for r in s.history], s.weights
+        return [r.as_row() | {"wall_s": 0, "sim_round_s": 0} for r in s.history], s.weights  # measured times
 
     (h1, w1), (h2, w2), (_h3, w3) = hist(1), hist(1), hist(2)
     assert h1 == h2 and np.array_equal(w1, w2)
