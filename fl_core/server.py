@@ -148,14 +148,14 @@ class FederatedServer:
             update = self.clients[cid].fit(self.weights, config)
             trained.append(cid)
             prof = self.faults.profile(cid)
-            t0 = time.perf_counter()  # clipping and noise shares run on the device too
+            side_t0 = time.perf_counter()  # clipping and noise shares run on the device too
             try:
                 contributions[cid] = self.pipeline.client_side(update, started=len(available))
             except UpdateRejectedError:
                 rejected.append(cid)
                 continue
             finally:
-                compute[cid] = update.compute_s + time.perf_counter() - t0
+                compute[cid] = update.compute_s + time.perf_counter() - side_t0
                 client_time[cid] = prof.round_time(compute[cid], len(down), up_estimate)
             late = self.faults.deadline_s is not None and client_time[cid] > self.faults.deadline_s
             if late:

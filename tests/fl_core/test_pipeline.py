@@ -380,6 +380,7 @@ def test_device_side_work_counts_in_the_simulated_time(monkeypatch: pytest.Monke
     spec = PrivacySpec(dp="none", secagg=True)
     rec = _server(_clients(4), spec).run_round(1)
     assert rec is not None and rec.sim_round_s >= nap
+    assert rec.wall_s >= 4 * nap  # the round's own clock still spans every client
 
     monkeypatch.setattr(DistributedDiscreteGaussian, "encode", slow_encode)
     m, dim = 4, 50
