@@ -11,6 +11,7 @@ from secagg.hazmat import kex
 
 _ADVERTISE = b"advertise-keys"
 _CONSISTENCY = b"consistency"
+_MASK_SET = b"mask-neighbours"
 
 
 def _framed(config: SecAggConfig, purpose: bytes) -> bytes:
@@ -35,6 +36,11 @@ def advertise_payload(config: SecAggConfig, cid: int, c_pk: bytes, s_pk: bytes) 
 def consistency_payload(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:
     """What a client signs in the consistency round: the survivor list of this round and model."""
     return _framed(config, _CONSISTENCY) + struct.pack(f"<I{len(survivors)}I", len(survivors), *survivors)
+
+
+def mask_set_payload(config: SecAggConfig, cid: int, neighbours: tuple[int, ...]) -> bytes:
+    """What a client signs with its masked input: the neighbours it masked with (issue 13 finding 1)."""
+    return _framed(config, _MASK_SET) + struct.pack(f"<II{len(neighbours)}I", cid, len(neighbours), *neighbours)
 
 
 def share_key(

@@ -32,6 +32,7 @@ from secagg.messages import (
     ConsistencySignature,
     KeysBroadcast,
     MaskedInput,
+    MaskSet,
     ShareKeys,
     SharesDelivery,
     Stage,
@@ -79,6 +80,8 @@ class ClientSession:
         self._held: dict[int, tuple[int, int]] = {}  # owner -> (self-mask share, key share)
         self._share_keys_cache: dict[int, bytes] = {}  # peer -> AES-GCM key (one X25519 per peer)
         self._survivors: tuple[int, ...] | None = None
+        self._graph: NeighbourGraph | None = None
+        self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _run(self, stage: Stage, fn: Callable[[], T]) -> T:
@@ -155,6 +158,7 @@ class ClientSession:
         graph = NeighbourGraph(
             cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
         )
+        self._graph = graph
         self._neighbours = tuple(v for v in graph.neighbours(me) if v in self._peers)
         t = cfg.threshold
         if len(self._neighbours) < t:
@@ -205,9 +209,13 @@ class ClientSession:
                 shamir.share_from_bytes(pt[8 : 8 + shamir.SHARE_BYTES]),
                 shamir.share_from_bytes(pt[8 + shamir.SHARE_BYTES :]),
             )
-        if len(self._held) < cfg.threshold:
+        # The server chooses whose shares reach us, so it chooses our mask set: refuse a set smaller than
+        # t (what the correctness bound promises) or than one that must contain an honest neighbour.
+        need = max(cfg.threshold, cfg.min_mask_survivors)
+        if len(self._held) < need:
             raise ThresholdError(
-                f"client {me}: only {len(self._held)} neighbours shared keys, t={cfg.threshold}"
+                f"client {me}: only {len(self._held)} neighbours shared keys, need {need} "
+                f"(t={cfg.threshold}, up to {cfg.corrupt_neighbours} corrupt neighbours)"
             )
         y = x.copy()
         buf = PrgBuffer(cfg.vector_length)
@@ -218,7 +226,11 @@ class ClientSession:
                 np.add(y, buf.expand(seed), out=y)
             else:
                 np.subtract(y, buf.expand(seed), out=y)
-        return MaskedInput(cfg.round_id, me, y)
+        self._mask_set = tuple(sorted(self._held))
+        sig = b""
+        if self._identity is not None:
+            sig = sign.sign(self._identity, _common.mask_set_payload(cfg, me, self._mask_set))
+        return MaskedInput(cfg.round_id, me, y, self._mask_set, sig)
 
     # --- stage 4 --------------------------------------------------------------------------------
     def consistency(self, request: SurvivorList) -> ConsistencySignature:
@@ -228,6 +240,7 @@ class ClientSession:
     def _consistency(self, msg: SurvivorList) -> ConsistencySignature:
         self._check(msg, SurvivorList, Stage.CONSISTENCY)
         self._check_survivors(msg.survivors)
+        self._check_mask_sets(msg)
         self._survivors = msg.survivors
         sig = b""
         if self._identity is not None:
@@ -247,6 +260,44 @@ class ClientSession:
             raise UnsafeRequestError(
                 f"survivor set of {len(survivors)} is below this client's minimum cohort {cfg.min_survivors}"
             )
+
+    def _check_mask_sets(self, msg: SurvivorList) -> None:
+        """Refuse to confirm a survivor list under which a survivor whose shares we hold (or we ourselves)
+        keeps fewer than `min_mask_survivors` surviving mask-neighbours: its input could then be unmasked
+        alone. The sets are those the survivors signed with their masked inputs (issue 13 finding 1)."""
+        cfg, me = self.config, self.client_id
+        graph = self._graph
+        if graph is None:
+            raise StageError(f"client {me}: no neighbour graph yet")
+        survivors = set(msg.survivors)
+        need = cfg.min_mask_survivors
+        sets: dict[int, MaskSet] = {}
+        for m in msg.mask_sets:
+            if m.client_id in sets:
+                raise InvalidMessageError(f"mask set of client {m.client_id} appears twice")
+            sets[m.client_id] = m
+        for u in (me, *sorted(self._held)):
+            if u not in survivors:
+                continue
+            if u == me:
+                masked_with: tuple[int, ...] = self._mask_set
+            else:
+                m = sets.get(u)
+                if m is None:
+                    raise UnsafeRequestError(f"the mask-neighbour set of survivor {u} was not shown")
+                if self._peer_ids is not None:
+                    payload = _common.mask_set_payload(cfg, u, m.neighbours)
+                    sign.verify(self._peer_ids[u], m.signature, payload, u)
+                if not set(m.neighbours) <= set(graph.neighbours(u)):
+                    raise UnsafeRequestError(f"survivor {u}'s mask set names clients outside its neighbourhood")
+                masked_with = m.neighbours
+            alive = len(survivors.intersection(masked_with))
+            if alive < need:
+                raise UnsafeRequestError(
+                    f"survivor {u} keeps {alive} surviving mask-neighbours, need {need} to contain an "
+                    f"honest one (up to {cfg.corrupt_neighbours} corrupt neighbours): its input could be "
+                    "unmasked alone"
+                )
 
     # --- stage 5 --------------------------------------------------------------------------------
     def unmask(self, request: UnmaskRequest) -> UnmaskShares:

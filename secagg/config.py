@@ -80,6 +80,22 @@ class SecAggConfig:
         return len(self.client_ids)
 
     @property
+    def corrupt_neighbours(self) -> int:
+        """Most corrupt clients one neighbourhood may hold under the config's assumptions: every tolerated
+        corrupt client at the complete graph; fewer than t at a Harary graph (the security bound of
+        `params.choose_parameters`, Bell et al. 2020, Sec. 4), and never more than `max_corrupt`."""
+        if self.complete_graph:
+            return self.max_corrupt
+        return min(self.max_corrupt, self.threshold - 1)
+
+    @property
+    def min_mask_survivors(self) -> int:
+        """Surviving mask-neighbours a survivor needs before honest clients help unmask it: one more than
+        `corrupt_neighbours`, so that at least one is honest and one pairwise mask of the survivor with an
+        honest survivor stays uncancelled (its input is revealed only inside a sum with it)."""
+        return self.corrupt_neighbours + 1
+
+    @property
     def complete_graph(self) -> bool:
         """True for Bonawitz's every-pair masking, False for a SecAgg+ Harary graph."""
         return self.neighbours == self.n - 1

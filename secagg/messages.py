@@ -25,6 +25,7 @@ __all__ = [
     "AdvertiseKeys",
     "KeysBroadcast",
     "KeyEntry",
+    "MaskSet",
     "ShareKeys",
     "SharesDelivery",
     "MaskedInput",
@@ -269,17 +270,30 @@ class SharesDelivery(_Base):
 
 @dataclass(frozen=True, eq=False)
 class MaskedInput(_Base):
-    """Client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^32, as little-endian uint32."""
+    """Client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^32, as little-endian uint32,
+    with the neighbours u masked with (those whose shares reached it) and u's signature on that set.
+
+    The signed set is what lets the holders of u's shares check, at the consistency stage, that enough
+    of u's pairwise masks stay with surviving peers (issue 13 finding 1; Bell et al. 2020, Sec. 4)."""
 
     TYPE: ClassVar[int] = 5
     STAGE: ClassVar[Stage] = Stage.MASKED_INPUT
     sender: int
     masked: np.ndarray
+    mask_neighbours: tuple[int, ...] = ()
+    signature: bytes = b""
 
     def to_bytes(self) -> bytes:
         arr = np.ascontiguousarray(self.masked, dtype="<u4")
         return b"".join(
-            (self._header(), _U32.pack(self.sender), _U32.pack(arr.size), memoryview(arr).cast("B"))
+            (
+                self._header(),
+                _U32.pack(self.sender),
+                _U32.pack(arr.size),
+                memoryview(arr).cast("B"),
+                _ids(self.mask_neighbours),
+                _sig(self.signature),
+            )
         )
 
     @classmethod
@@ -288,23 +302,50 @@ class MaskedInput(_Base):
         n = r.count(4)
         start = r.skip(4 * n)
         arr = np.frombuffer(r.data, dtype="<u4", count=n, offset=start)
-        return cls(round_id, sender, arr)
+        nbrs = r.ids()
+        if sender in nbrs:
+            raise InvalidMessageError(f"client {sender} lists itself among its mask neighbours")
+        return cls(round_id, sender, arr, nbrs, r.signature())
+
+
+@dataclass(frozen=True)
+class MaskSet:
+    """One survivor's signed mask-neighbour set, as relayed to the holders of its shares."""
+
+    client_id: int
+    neighbours: tuple[int, ...]
+    signature: bytes = b""
 
 
 @dataclass(frozen=True)
 class SurvivorList(_Base):
-    """Server -> survivors: who delivered a masked input (U3), for the consistency check."""
+    """Server -> one survivor: who delivered a masked input (U3), for the consistency check, with the
+    signed mask-neighbour sets of the recipient's surviving neighbours (whose shares it holds)."""
 
     TYPE: ClassVar[int] = 6
     STAGE: ClassVar[Stage] = Stage.CONSISTENCY
     survivors: tuple[int, ...]
+    mask_sets: tuple[MaskSet, ...] = ()
 
     def to_bytes(self) -> bytes:
-        return self._header() + _ids(self.survivors)
+        parts = [self._header(), _ids(self.survivors), _U32.pack(len(self.mask_sets))]
+        for m in self.mask_sets:
+            parts.append(_U32.pack(m.client_id) + _ids(m.neighbours) + _sig(m.signature))
+        return b"".join(parts)
 
     @classmethod
     def _read(cls, r: _Reader, round_id: bytes) -> SurvivorList:
-        return cls(round_id, r.ids())
+        survivors = r.ids()
+        n = r.count(9)  # id, empty id list, signature length: at least 9 bytes a set
+        sets = []
+        for _ in range(n):
+            cid = r.u32()
+            nbrs = r.ids()
+            if cid in nbrs:
+                raise InvalidMessageError(f"mask set of client {cid} lists the client itself")
+            sets.append(MaskSet(cid, nbrs, r.signature()))
+        _check_increasing([m.client_id for m in sets], "mask-set owner ids")
+        return cls(round_id, survivors, tuple(sets))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from secagg.messages import (
     KeyEntry,
     KeysBroadcast,
     MaskedInput,
+    MaskSet,
     Message,
     ShareKeys,
     SharesDelivery,
@@ -67,7 +68,9 @@ class ServerSession:
         self._nbrs: dict[int, tuple[int, ...]] = {}
         self._cts: dict[int, ShareKeys] = {}
         self._u2: frozenset[int] = frozenset()
-        self._u3: list[int] = []
+        self._u3: set[int] = set()
+        self._routed: dict[int, tuple[int, ...]] = {}  # recipient -> senders whose shares it got
+        self._mask_sets: dict[int, MaskSet] = {}
         self._survivors: tuple[int, ...] = ()
         self._dropped: tuple[int, ...] = ()
         self._sigs: dict[int, bytes] = {}
@@ -143,11 +146,19 @@ class ServerSession:
             raise InvalidMessageError(
                 f"masked input of length {m.masked.shape[0]}, expected {self.config.vector_length}"
             )
+        if m.mask_neighbours != self._routed.get(m.sender):
+            raise InvalidMessageError(
+                f"client {m.sender} claims to have masked with neighbours other than those routed to it"
+            )
+        if self._peer_ids is not None:
+            payload = _common.mask_set_payload(self.config, m.sender, m.mask_neighbours)
+            sign.verify(self._peer_ids[m.sender], m.signature, payload, m.sender)
         np.add(self._sum, m.masked, out=self._sum)
-        self._u3.append(m.sender)
+        self._u3.add(m.sender)
+        self._mask_sets[m.sender] = MaskSet(m.sender, m.mask_neighbours, m.signature)
 
     def _on_consistency(self, m: ConsistencySignature) -> None:
-        if m.sender not in self._survivors:
+        if m.sender not in self._u3:
             raise InvalidMessageError(f"consistency reply from client {m.sender}, who is not a survivor")
         if m.sender in self._sigs:
             raise InvalidMessageError(f"duplicate (replayed) consistency reply from client {m.sender}")
@@ -211,21 +222,39 @@ class ServerSession:
                 if v in inbox:
                     inbox[v].append((u, ct))
         self._cts.clear()
+        self._routed = {v: tuple(u for u, _ in items) for v, items in inbox.items()}
         self._stage = Stage.MASKED_INPUT
         rid = self.config.round_id
         return {v: SharesDelivery(rid, v, tuple(items)) for v, items in inbox.items()}
 
-    def request_consistency(self) -> SurvivorList:
-        """Close stage 3: U3 = clients whose masked input arrived; ask them to confirm the list."""
+    def request_consistency(self) -> dict[int, SurvivorList]:
+        """Close stage 3: U3 = clients whose masked input arrived; ask each to confirm the list.
+
+        Each survivor is also shown the signed mask-neighbour sets of its surviving neighbours, whose
+        shares it holds, so it can refuse to help unmask one that keeps too few surviving mask-neighbours.
+        An honest server checks the same first and aborts instead (issue 13 finding 1)."""
         self._guard(Stage.MASKED_INPUT)
-        u3 = set(self._u3)
+        u3 = self._u3
         if len(u3) < self.config.min_survivors:
             raise self._abort(ThresholdError(f"{len(u3)} masked inputs, need {self.config.min_survivors}"))
         self._holders_ok(u3, "after masked input")
+        need = self.config.min_mask_survivors
+        for u in u3:
+            alive = sum(1 for v in self._mask_sets[u].neighbours if v in u3)
+            if alive < need:
+                raise self._abort(
+                    ThresholdError(f"client {u} keeps {alive} surviving mask-neighbours, need {need}")
+                )
         self._survivors = tuple(sorted(u3))
         self._dropped = tuple(sorted(self._u2 - u3))
         self._stage = Stage.CONSISTENCY
-        return SurvivorList(self.config.round_id, self._survivors)
+        rid = self.config.round_id
+        return {
+            w: SurvivorList(
+                rid, self._survivors, tuple(self._mask_sets[u] for u in self._nbrs[w] if u in u3)
+            )
+            for w in self._survivors
+        }
 
     def request_unmask(self) -> UnmaskRequest:
         """Close stage 4: ask the confirming survivors for one share per neighbour (b or key, never both)."""

@@ -185,9 +185,9 @@ def aggregate(
             msg = on_client(cid, lambda c=cid: clients[c].masked_input(inbox[c], inputs[c]))
             send_up(Stage.MASKED_INPUT, cid, msg)
             del msg
-        survivor_list = on_server(lambda: server.request_consistency().to_bytes())
+        lists = on_server(lambda: {c: m.to_bytes() for c, m in server.request_consistency().items()})
         # stage 4: consistency
-        inbox = {cid: send_down(Stage.CONSISTENCY, cid, survivor_list) for cid in alive}
+        inbox = {cid: send_down(Stage.CONSISTENCY, cid, lists[cid]) for cid in alive}
         alive = still(Stage.CONSISTENCY)
         for cid in alive:
             send_up(Stage.CONSISTENCY, cid, on_client(cid, lambda c=cid: clients[c].consistency(inbox[c])))

@@ -35,8 +35,8 @@ def run_to_unmask(cfg: SecAggConfig, xs: dict[int, np.ndarray], drop_masked: tup
     for cid, c in clients.items():
         if cid not in drop_masked:
             server.receive(wire(c.masked_input(wire(routed[cid]), xs[cid])))
-    sl = wire(server.request_consistency())
+    lists = server.request_consistency()
     alive = {cid: c for cid, c in clients.items() if cid not in drop_masked}
-    for c in alive.values():
-        server.receive(wire(c.consistency(sl)))
+    for cid, c in alive.items():
+        server.receive(wire(c.consistency(wire(lists[cid]))))
     return alive, server, server.request_unmask()

@@ -15,6 +15,7 @@ from secagg.messages import (
     KeyEntry,
     KeysBroadcast,
     MaskedInput,
+    MaskSet,
     ShareKeys,
     SharesDelivery,
     SurvivorList,
@@ -36,7 +37,9 @@ SAMPLES = [
     ShareKeys(R, 2, ((1, CT), (5, CT))),
     SharesDelivery(R, 2, ((1, CT), (7, CT))),
     MaskedInput(R, 9, np.arange(10, dtype=np.uint32)),
+    MaskedInput(R, 9, np.arange(3, dtype=np.uint32), (1, 4, 8), bytes(64)),
     SurvivorList(R, (0, 1, 5)),
+    SurvivorList(R, (0, 1, 5), (MaskSet(1, (0, 5), bytes(64)), MaskSet(5, (), b""))),
     ConsistencySignature(R, 1, bytes(64)),
     UnmaskRequest(R, (0, 2), (1,), ((0, bytes(64)), (2, bytes(64)))),
     UnmaskShares(R, 4, ((0, 12345), (2, 2**256)), ((1, 7),)),
@@ -45,7 +48,11 @@ SAMPLES = [
 
 def _same(a, b) -> bool:
     if isinstance(a, MaskedInput):
-        return a.round_id == b.round_id and a.sender == b.sender and np.array_equal(a.masked, b.masked)
+        return (
+            (a.round_id, a.sender, a.mask_neighbours, a.signature)
+            == (b.round_id, b.sender, b.mask_neighbours, b.signature)
+            and np.array_equal(a.masked, b.masked)
+        )
     return a == b
 
 
@@ -96,7 +103,7 @@ def test_bad_lengths_orders_and_bounds_are_rejected():
     with pytest.raises(InvalidMessageError, match="truncated|count"):
         decode(ShareKeys(R, 2, ((1, CT[:-1]),)).to_bytes())
     huge = bytearray(MaskedInput(R, 1, np.zeros(2, dtype=np.uint32)).to_bytes())
-    huge[-12:-8] = (2**30).to_bytes(4, "little")  # claims a billion words
+    huge[-17:-13] = (2**30).to_bytes(4, "little")  # claims a billion words (before mask set, signature)
     with pytest.raises(InvalidMessageError):
         decode(bytes(huge))
     with pytest.raises(InvalidMessageError):

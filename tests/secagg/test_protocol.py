@@ -177,9 +177,9 @@ def test_unmask_with_forged_consistency_signatures_is_refused():
     xs = vectors(cfg, 6)
     for cid, c in clients.items():
         server.receive(wire(c.masked_input(wire(routed[cid]), xs[cid])))
-    sl = wire(server.request_consistency())
-    for c in clients.values():
-        server.receive(wire(c.consistency(sl)))
+    lists = server.request_consistency()
+    for cid, c in clients.items():
+        server.receive(wire(c.consistency(wire(lists[cid]))))
     req = server.request_unmask()
     bad = list(req.signatures)
     bad[0] = (bad[0][0], bytes(64))
