@@ -1,4 +1,5 @@
-"""Offline datasets: scikit-learn's bundled files (never downloaded) and bring-your-own arrays or torch data.
+"""Offline datasets: scikit-learn's bundled files and the UCI Heart Disease sites shipped in this package
+(never downloaded), MedMNIST files already on disk, and bring-your-own arrays, torch data or loader functions.
 
 Every dataset comes with a fixed train/test split under a seed; features are scaled with statistics of the
 TRAIN split only, so the test split never leaks into preprocessing.
@@ -6,6 +7,7 @@ TRAIN split only, so the test split never leaks into preprocessing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -28,6 +30,7 @@ class Dataset:
 
     ``groups_train`` holds a natural group id per training example (for the "natural" partitioner), and
     ``groups_source`` says where the groups come from (e.g. "derived: ..." when they are not a real site id).
+    ``groups_test`` (when known) holds the same ids for the test split, so results can be read per site.
     Regression targets may be standardized; ``target_mean``/``target_std`` undo it (R^2 is unaffected).
     """
 
@@ -42,6 +45,7 @@ class Dataset:
     groups_source: str | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
+    groups_test: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -251,7 +255,10 @@ _LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray | None
     "breast_cancer": _raw_breast_cancer,
     "diabetes": _raw_diabetes,
 }
-DATASETS: tuple[str, ...] = tuple(_LOADERS)
+#: The bundled dataset shipped inside this package (fl_core/data/heart_disease/, CC BY 4.0).
+HEART_DISEASE = "heart_disease"
+#: Every name load_dataset accepts without a prefix; the registry config validation checks against.
+DATASETS: tuple[str, ...] = (*_LOADERS, HEART_DISEASE)
 
 #: Diabetes' derived "sites": age bands cut at the quartiles of the TRAIN ages (sklearn ships no site id).
 DIABETES_GROUPS_SOURCE = "derived: 4 age bands cut at the train-split age quartiles (not a real site id)"
@@ -271,20 +278,30 @@ def _age_bands(age_train: np.ndarray) -> np.ndarray:
 
 
 def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """Load a scikit-learn bundled dataset (no download) with a fixed, stratified (classification) split.
+    """Load an offline dataset (nothing is ever downloaded) with a fixed, stratified (classification) split.
 
-    digits -> (N, 1, 8, 8) pixels in [0, 1]; breast_cancer -> (N, 30) standardized; diabetes -> (N, 10)
-    standardized, target standardized (train stats), with derived age-band groups
-    (see DIABETES_GROUPS_SOURCE).
+    Bundled names: digits -> (N, 1, 8, 8) pixels in [0, 1]; breast_cancer -> (N, 30) standardized;
+    diabetes -> (N, 10) standardized, target standardized (train stats), with derived age-band groups
+    (see DIABETES_GROUPS_SOURCE); heart_disease -> the UCI Heart Disease data shipped in this package,
+    with its 4 real hospital sites as groups (see load_heart_disease).
+
+    Two more forms read data the user has on disk or in code (see dataset_problem for the rules):
+    ``medmnist:/path/to/pathmnist.npz`` (a MedMNIST file; its official train/test split is kept, so
+    ``test_fraction`` and ``seed`` do not apply) and ``package.module:function`` (an import path to a
+    function called as ``function(test_fraction=..., seed=...)`` that returns a Dataset).
     """
     from sklearn.model_selection import train_test_split
 
-    if name not in _LOADERS:
+    if not isinstance(name, str) or (name not in DATASETS and ":" not in name):
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
         raise DataError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+    if name == HEART_DISEASE:
+        return load_heart_disease(test_fraction=float(test_fraction), seed=int(seed))
+    if name not in _LOADERS:
+        return _load_by_reference(name, float(test_fraction), int(seed))
     x, y, extra = _LOADERS[name]()
     classification = name != "diabetes"
     idx_train, idx_test = train_test_split(
@@ -315,3 +332,246 @@ def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0) -> Dat
         groups_source=DIABETES_GROUPS_SOURCE,
     )
     return replace(base, target_mean=float(y_mean), target_std=float(y_std))
+
+
+# ---------------------------------------------------------------- UCI Heart Disease (shipped in the package)
+
+#: The 4 hospital sites in the order of their group ids, with their documented sizes (920 patients).
+HEART_DISEASE_SITES: tuple[str, ...] = ("Cleveland", "Hungary", "Switzerland", "VA Long Beach")
+HEART_DISEASE_SITE_SIZES: tuple[int, ...] = (304, 293, 123, 200)
+HEART_DISEASE_GROUPS_SOURCE = (
+    "real: the hospital site each patient was recorded at "
+    "(0 Cleveland, 1 Hungary, 2 Switzerland, 3 VA Long Beach)"
+)
+HEART_DISEASE_CITATION = (
+    "Janosi, Steinbrunn, Pfisterer and Detrano (1988), Heart Disease, UCI Machine Learning Repository, "
+    "https://doi.org/10.24432/C52P4X (CC BY 4.0)"
+)
+_HEART_FILE = "heart_disease_uci.csv"
+_HEART_SHA256 = "574f2fa2b43012fa25fca4fcdb36bd7c6bccdd0af4242f6c0e4c8633c5a072ae"
+#: Numeric columns; a 0 in these two is a missing value recorded as 0 (cholesterol at the Swiss site).
+_HEART_NUMERIC: tuple[str, ...] = ("age", "trestbps", "chol", "thalch", "oldpeak", "ca")
+_HEART_ZERO_IS_MISSING: tuple[str, ...] = ("trestbps", "chol")
+#: Categorical columns and their fixed vocabularies; an empty cell becomes its own "missing" category,
+#: so the feature layout never depends on the split.
+_HEART_CATEGORICAL: dict[str, tuple[str, ...]] = {
+    "sex": ("Male", "Female"),
+    "cp": ("typical angina", "atypical angina", "non-anginal", "asymptomatic"),
+    "fbs": ("TRUE", "FALSE", ""),
+    "restecg": ("normal", "st-t abnormality", "lv hypertrophy", ""),
+    "exang": ("TRUE", "FALSE", ""),
+    "slope": ("upsloping", "flat", "downsloping", ""),
+    "thal": ("normal", "fixed defect", "reversable defect", ""),
+}
+
+
+def heart_disease_feature_names() -> tuple[str, ...]:
+    """Names of load_heart_disease's feature columns, in order (numeric, missing flags, one-hot)."""
+    names = list(_HEART_NUMERIC)
+    names += [f"{c}_missing" for c in _HEART_NUMERIC]
+    for col, vocab in _HEART_CATEGORICAL.items():
+        names += [f"{col}={v or 'missing'}" for v in vocab]
+    return tuple(names)
+
+
+@cache
+def _raw_heart_disease() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse the shipped CSV: (numeric with NaN for missing, one-hot categoricals, binary target, site id)."""
+    import csv
+    import hashlib
+    import io
+    from importlib.resources import files
+
+    raw = (files("fl_core.data") / "heart_disease" / _HEART_FILE).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != _HEART_SHA256:
+        raise DataError(f"the shipped {_HEART_FILE} does not match its recorded SHA-256; reinstall privagg")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    numeric = np.full((len(rows), len(_HEART_NUMERIC)), np.nan)
+    onehot: list[np.ndarray] = []
+    for j, col in enumerate(_HEART_NUMERIC):
+        for i, row in enumerate(rows):
+            cell = row[col].strip()
+            if cell and not (col in _HEART_ZERO_IS_MISSING and float(cell) == 0.0):
+                numeric[i, j] = float(cell)
+    for col, vocab in _HEART_CATEGORICAL.items():
+        block = np.zeros((len(rows), len(vocab)))
+        for i, row in enumerate(rows):
+            cell = row[col].strip()
+            if cell not in vocab:
+                raise DataError(f"{_HEART_FILE}: column {col!r} has unexpected value {cell!r} in row {i + 2}")
+            block[i, vocab.index(cell)] = 1.0
+        onehot.append(block)
+    target = np.array([int(row["num"]) > 0 for row in rows], dtype=np.int64)
+    site = np.array([HEART_DISEASE_SITES.index(row["dataset"]) for row in rows], dtype=np.int64)
+    return numeric, np.concatenate(onehot, axis=1), target, site
+
+
+def heart_disease_sites() -> np.ndarray:
+    """Site id (index into HEART_DISEASE_SITES) of every patient in the shipped file, in file order."""
+    return _raw_heart_disease()[3].copy()
+
+
+def load_heart_disease(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The UCI Heart Disease data (920 patients, 4 hospital sites), offline, as a binary task.
+
+    Target: disease present (``num`` > 0) against absent, the usual reading of this data. The split is
+    stratified by site and label, so every site keeps its share in train and test. Missing numeric values
+    (empty, or a 0 cholesterol / blood pressure) are filled with the TRAIN median and flagged in a
+    ``*_missing`` column; categoricals are one-hot with an explicit missing category; then every column
+    is standardized with TRAIN statistics. ``groups_train``/``groups_test`` are the real site ids (the
+    "natural" partition gives each client whole sites). Citation: HEART_DISEASE_CITATION.
+    """
+    from sklearn.model_selection import train_test_split
+
+    numeric, onehot, target, site = _raw_heart_disease()
+    idx_train, idx_test = train_test_split(
+        np.arange(len(target)),
+        test_size=test_fraction,
+        random_state=seed,
+        shuffle=True,
+        stratify=site * 2 + target,
+    )
+    idx_train, idx_test = np.sort(idx_train), np.sort(idx_test)
+    median = np.nanmedian(numeric[idx_train], axis=0)
+    missing = np.isnan(numeric).astype(np.float64)
+    filled = np.where(np.isnan(numeric), median, numeric)
+    x = np.concatenate([filled, missing, onehot], axis=1)
+    x_tr, x_te, _, _ = standardize(x[idx_train], x[idx_test])
+    base = dataset_from_arrays(
+        HEART_DISEASE,
+        x_tr,
+        target[idx_train],
+        x_te,
+        target[idx_test],
+        task="classification",
+        groups_train=site[idx_train],
+        groups_source=HEART_DISEASE_GROUPS_SOURCE,
+    )
+    return replace(base, groups_test=site[idx_test].copy())
+
+
+# ---------------------------------------------------------------- data on the user's disk or in code
+
+#: Prefix forms of a dataset reference: "medmnist:/path/file.npz".
+MEDMNIST_PREFIX = "medmnist"
+#: The keys of a MedMNIST .npz file (val_* is optional here and not used: privagg selects nothing on it).
+MEDMNIST_KEYS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def dataset_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a dataset (one line), or None when it can: cheap, for config validation.
+
+    Accepted: a bundled name (DATASETS); ``medmnist:PATH`` with PATH an existing file; an import path
+    ``package.module:function`` whose top-level package is installed. Imports nothing heavy (no torch)
+    and reads no file beyond checking that it exists.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    if not isinstance(name, str) or not name:
+        return f"dataset must be a non-empty string, got {name!r}"
+    if name in DATASETS:
+        return None
+    prefix, sep, rest = name.partition(":")
+    if not sep:
+        known = ", ".join(DATASETS)
+        return f"unknown dataset {name!r}; known datasets: {known}, or medmnist:PATH, or module:function"
+    if prefix == MEDMNIST_PREFIX:
+        if not rest:
+            return "dataset 'medmnist:' needs a file path, e.g. medmnist:/data/pathmnist.npz"
+        if not Path(rest).expanduser().is_file():
+            return f"dataset {name!r}: no such file {rest!r}"
+        return None
+    if not _IMPORT_PATH.match(name):
+        return (
+            f"unknown dataset {name!r}; a reference is medmnist:PATH or package.module:function "
+            f"(known prefixes: {MEDMNIST_PREFIX})"
+        )
+    top = prefix.split(".")[0]
+    if importlib.util.find_spec(top) is None:
+        return f"dataset {name!r}: no installed module {top!r}"
+    return None
+
+
+def is_known_dataset(name: object) -> bool:
+    """True when load_dataset can be asked for ``name`` (see dataset_problem, which says why not)."""
+    return dataset_problem(name) is None
+
+
+def _load_by_reference(name: str, test_fraction: float, seed: int) -> Dataset:
+    problem = dataset_problem(name)
+    if problem is not None:
+        raise DataError(problem)
+    prefix, _, rest = name.partition(":")
+    if prefix == MEDMNIST_PREFIX:
+        return load_medmnist(rest)
+    import importlib
+
+    try:
+        module = importlib.import_module(prefix)
+    except ImportError as exc:
+        raise DataError(f"dataset {name!r}: cannot import {prefix!r}: {exc}") from None
+    func = getattr(module, rest, None)
+    if not callable(func):
+        raise DataError(f"dataset {name!r}: {prefix!r} has no function {rest!r}")
+    ds = func(test_fraction=test_fraction, seed=seed)
+    if not isinstance(ds, Dataset):
+        raise DataError(f"dataset {name!r}: {rest}() returned {type(ds).__name__}, not fl_core.data.Dataset")
+    return ds
+
+
+def _medmnist_images(path: str, key: str, arr: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) with C in {1, 3} -> (N, C, H, W); values / 255."""
+    if arr.ndim == 3:
+        arr = arr[:, None, :, :]
+    elif arr.ndim == 4 and arr.shape[-1] in (1, 3):
+        arr = np.transpose(arr, (0, 3, 1, 2))
+    else:
+        raise DataError(
+            f"medmnist file {path!r}: {key} has shape {arr.shape}; expected (N, H, W) or (N, H, W, 1|3) "
+            "(3-D volumes are not supported)"
+        )
+    return arr.astype(np.float32) / 255.0
+
+
+def _medmnist_labels(path: str, key: str, arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        raise DataError(
+            f"medmnist file {path!r}: {key} has {arr.shape[1]} columns (multi-label, e.g. ChestMNIST); "
+            "only single-label files are supported"
+        )
+    return arr.reshape(-1)
+
+
+def load_medmnist(path: str) -> Dataset:
+    """A MedMNIST ``.npz`` file the user has on disk (e.g. pathmnist.npz), read without any download.
+
+    Uses the file's official split: ``train_images``/``train_labels`` train, ``test_images``/
+    ``test_labels`` test (``val_*`` is not used). Images become float32 (N, C, H, W) in [0, 1]; labels
+    (N, 1) become class ids. The dataset is named after the file (``pathmnist``).
+    """
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"medmnist file {path!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            missing = [k for k in MEDMNIST_KEYS if k not in npz.files]
+            if missing:
+                raise DataError(
+                    f"medmnist file {path!r} lacks key(s) {missing}; a MedMNIST file holds "
+                    f"{', '.join(MEDMNIST_KEYS)} (and val_images, val_labels)"
+                )
+            arrays = {k: np.asarray(npz[k]) for k in MEDMNIST_KEYS}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"medmnist file {path!r} is not a readable .npz: {exc}") from None
+    return dataset_from_arrays(
+        p.stem,
+        _medmnist_images(path, "train_images", arrays["train_images"]),
+        _medmnist_labels(path, "train_labels", arrays["train_labels"]),
+        _medmnist_images(path, "test_images", arrays["test_images"]),
+        _medmnist_labels(path, "test_labels", arrays["test_labels"]),
+        task="classification",
+    )

@@ -19,6 +19,7 @@ EXPECTED = {
     "digits": (1797, (1, 8, 8), "classification", 10),
     "breast_cancer": (569, (30,), "classification", 2),
     "diabetes": (442, (10,), "regression", 1),
+    "heart_disease": (920, (36,), "classification", 2),
 }
 
 
