@@ -9,11 +9,11 @@ from fl_core.types import ClientUpdate, ModelVector, RoundConfig
 
 @runtime_checkable
 class Client(Protocol):
-    """Anything that trains on local data and answers with a model delta (Flower-style `fit`/`evaluate`)."""
+    """Anything that trains on local data and answers with a model delta (Flower-style `fit`).
+
+    The server evaluates the global model itself (`evaluate_fn`), so a client needs no `evaluate`."""
 
     client_id: int
     num_examples: int
 
     def fit(self, global_weights: ModelVector, config: RoundConfig) -> ClientUpdate: ...
-
-    def evaluate(self, global_weights: ModelVector, config: RoundConfig) -> dict[str, float]: ...

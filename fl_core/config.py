@@ -17,6 +17,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -40,7 +41,9 @@ class RunSection(_Section):
 
 
 class DataSection(_Section):
-    dataset: Literal["digits", "breast_cancer", "diabetes"] = "digits"
+    #: a bundled dataset (`fl_core.data.DATASETS`), or your own: "package.module:function" returning a
+    #: `fl_core.data.Dataset` (called with test_fraction= and seed= when it accepts them)
+    dataset: str = "digits"
     num_clients: PositiveInt = 20
     partition: Literal["iid", "dirichlet", "shards", "quantity", "natural"] = "dirichlet"
     alpha: PositiveFloat = 0.5
@@ -49,9 +52,39 @@ class DataSection(_Section):
     min_size: PositiveInt = 2
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from fl_core.data.datasets import DATASETS
+
+        if v in DATASETS or _is_reference(v):
+            return v
+        raise ValueError(
+            f"unknown dataset {v!r}: use one of {', '.join(DATASETS)} or an import path 'package.module:function'"
+        )
+
+
+def _is_reference(v: str) -> bool:
+    """'package.module:function' (an import path) or 'prefix:argument' (a loader with an argument)."""
+    head, sep, tail = v.partition(":")
+    return bool(sep and head and tail)
+
+
+MODEL_NAMES = ("logreg", "linear", "mlp", "cnn", "resnet", "conv1d", "gru")
+
 
 class ModelSection(_Section):
-    name: Literal["logreg", "linear", "mlp", "cnn", "resnet", "conv1d", "gru"] = "cnn"
+    #: a model of the zoo, or "package.module:function" called as function(input_shape, num_outputs)
+    name: str = "cnn"
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v in MODEL_NAMES or _is_reference(v):
+            return v
+        raise ValueError(
+            f"unknown model {v!r}: use one of {', '.join(MODEL_NAMES)} or an import path 'package.module:function'"
+        )
 
 
 class TrainSection(_Section):
@@ -116,6 +149,14 @@ class SecAggSection(_Section):
     corrupt_fraction: float = Field(0.05, ge=0.0, lt=0.5)
 
 
+class AuditSection(_Section):
+    """What a run keeps for audits: canary clients (Andrew et al. 2024), each inserted with probability 1/2,
+    that always send `canary_norm` times a fixed random unit vector (default norm: dp.clip_norm)."""
+
+    canary_clients: int = Field(0, ge=0)
+    canary_norm: PositiveFloat | None = None
+
+
 class DevicesSection(_Section):
     """Edge-device mix: profile name -> weight (empty: every client is this machine, never failing)."""
 
@@ -135,6 +176,7 @@ class RunConfig(_Section):
     dp: DPSection = DPSection()
     secagg: SecAggSection = SecAggSection()
     devices: DevicesSection = DevicesSection()
+    audit: AuditSection = AuditSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -153,6 +195,11 @@ class RunConfig(_Section):
         if self.dp.mode in ("central", "distributed") and self.dp.target_epsilon is not None:
             if self.sampling.mode != "poisson":
                 raise ValueError("dp.target_epsilon calibration needs sampling.mode='poisson'")
+        if self.audit.canary_clients and self.dp.mode == "local":
+            raise ValueError(
+                "audit.canary_clients audits client-level privacy; under dp.mode='local' (sample-level "
+                "DP-SGD) audit with the membership attacks instead"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

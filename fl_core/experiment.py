@@ -1,15 +1,21 @@
 """One experiment from a RunConfig: data -> partition -> clients -> rounds -> centralized baseline.
 
-This is the library entry point behind `privagg run`; it does no file IO (see `fl_core.rundir`).
+This is the library entry point behind `privagg run`. With `out=` it writes the run folder
+(`fl_core.rundir`: config, metrics per round, summary, privacy.json, model and membership); your own
+`Dataset` and torch model (or factory) plug in through `dataset=` and `model=`.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
+import inspect
 import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -19,11 +25,13 @@ from dp.calibration import calibrate_noise, dp_sgd_steps
 from dp.errors import DPError
 from dp.local import check_model
 from fl_core.centralized import matched_epochs, train_centralized
-from fl_core.config import RunConfig
+from fl_core.canaries import CanaryPlan
+from fl_core.config import MODEL_NAMES, RunConfig
 from fl_core.data import Dataset, load_dataset, partition
 from fl_core.devices import assign_profiles
-from fl_core.errors import ConfigError
+from fl_core.errors import ConfigError, DataError
 from fl_core.models import build_model, get_flat, num_parameters, set_flat
+from fl_core.rundir import MEMBERSHIP_FILE, RunDirectory
 from fl_core.pipeline import PrivacySpec
 from fl_core.sampling import ClientSampler
 from fl_core.server import FaultModel, FederatedServer
@@ -44,6 +52,12 @@ class ExperimentResult:
     info: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
+    initial_weights: ModelVector | None = None
+    final_weights: ModelVector | None = None
+    client_indices: list[np.ndarray] = field(default_factory=list)
+    participants: list[tuple[int, ...]] = field(default_factory=list)
+    canaries: CanaryPlan | None = None
+    run_dir: Path | None = None
 
     def summary(self) -> dict[str, Any]:
         """FL vs centralized in one dict (summary.json)."""
@@ -87,9 +101,8 @@ def build_strategy_from(config: RunConfig) -> Strategy:
     return build_strategy(s.name, **params)
 
 
-def make_clients(
-    config: RunConfig, ds: Dataset, workspace: torch.nn.Module, local_dp: LocalDP | None = None
-) -> list[TorchClient]:
+def client_partition(config: RunConfig, ds: Dataset) -> list[np.ndarray]:
+    """Each client's training examples (indices into the train split), reproducible from the seed."""
     d = config.data
     parts = partition(
         ds.y_train,
@@ -102,10 +115,78 @@ def make_clients(
         groups=ds.groups_train,
         min_size=d.min_size,
     )
+    return [np.asarray(p, dtype=np.int64) for p in parts]
+
+
+def make_clients(
+    config: RunConfig,
+    ds: Dataset,
+    workspace: torch.nn.Module,
+    local_dp: LocalDP | None = None,
+    parts: list[np.ndarray] | None = None,
+) -> list[TorchClient]:
+    parts = client_partition(config, ds) if parts is None else parts
     return [
         TorchClient(i, ds.x_train[idx], ds.y_train[idx], ds.task, workspace, dp_sgd=local_dp)
         for i, idx in enumerate(parts)
     ]
+
+
+ModelSource = Union[torch.nn.Module, Callable[..., torch.nn.Module]]
+
+
+def _import_path(ref: str, what: str) -> Callable[..., Any]:
+    module_name, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{what} {ref!r} cannot be imported: {exc}") from None
+    if not callable(obj):
+        raise ConfigError(f"{what} {ref!r} is not callable")
+    return obj
+
+
+def resolve_dataset(config: RunConfig) -> Dataset:
+    """The config's dataset: a bundled one by name, or the Dataset an import path returns."""
+    name, d, seed = config.data.dataset, config.data, config.run.seed
+    head, sep, _ = name.partition(":")
+    if not sep or "." not in head and head in _LOADER_PREFIXES:
+        return load_dataset(name, test_fraction=d.test_fraction, seed=seed)
+    fn = _import_path(name, "data.dataset")
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in (("test_fraction", d.test_fraction), ("seed", seed)) if k in params}
+    ds = fn(**kwargs)
+    if not isinstance(ds, Dataset):
+        raise DataError(
+            f"data.dataset {name!r} returned {type(ds).__name__}, not a fl_core.data.Dataset "
+            "(build one with fl_core.dataset_from_arrays)"
+        )
+    return ds
+
+
+#: 'prefix:argument' datasets handled by load_dataset itself (e.g. 'medmnist:/path/file.npz')
+_LOADER_PREFIXES = ("medmnist",)
+
+
+def resolve_model(config: RunConfig, ds: Dataset, model: ModelSource | None = None) -> torch.nn.Module:
+    """A fresh model: the zoo's by name, a copy of a given module, or what a factory / import path builds."""
+    if model is None:
+        name = config.model.name
+        if name in MODEL_NAMES:
+            return build_model(name, ds.input_shape, ds.num_outputs)
+        model = _import_path(name, "model.name")
+    if isinstance(model, torch.nn.Module):
+        return copy.deepcopy(model)
+    try:
+        n_params = len(inspect.signature(model).parameters)
+    except (TypeError, ValueError):
+        n_params = 2
+    built = model(ds.input_shape, ds.num_outputs) if n_params >= 2 else model()
+    if not isinstance(built, torch.nn.Module):
+        raise ConfigError(f"the model factory returned {type(built).__name__}, not a torch.nn.Module")
+    return built
 
 
 def resolve_noise(config: RunConfig, sampler: ClientSampler, client_sizes: list[int]) -> float:
@@ -128,22 +209,89 @@ def resolve_noise(config: RunConfig, sampler: ClientSampler, client_sizes: list[
 def run_experiment(
     config: RunConfig,
     *,
+    dataset: Dataset | None = None,
+    model: ModelSource | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_centralized_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ExperimentResult:
-    """Run federated training (and the centralized baseline if enabled); deterministic under run.seed."""
+    """Run federated training (and the centralized baseline if enabled); deterministic under run.seed.
+
+    `dataset` (a `fl_core.data.Dataset`) and `model` (a torch module, copied, or a factory called as
+    factory(input_shape, num_outputs)) replace the config's data.dataset / model.name. With `out`, the
+    run folder is written there (through `OUT.partial`, renamed when the run completes; a failed run
+    keeps the partial folder with every round it finished and error.txt).
+    """
+    if out is None:
+        return _run(config, dataset, model, on_round, on_centralized_epoch)
+    rundir = RunDirectory(out, overwrite=overwrite)
+    rundir.create()
+    try:
+        rundir.write_config(config.to_dict())
+
+        def record(rec: RoundRecord) -> None:
+            rundir.append_round(rec)
+            if on_round is not None:
+                on_round(rec)
+
+        result = _run(config, dataset, model, record, on_centralized_epoch)
+        rundir.write_json("privacy.json", result.privacy)
+        if result.canaries is not None:
+            c = result.canaries
+            rundir.write_canaries(c.directions, c.inserted, c.norm)
+        rundir.write_json(MEMBERSHIP_FILE, membership_record(config, result, from_object=dataset is not None))
+        sha = rundir.write_model(result.initial_weights, result.final_weights)  # type: ignore[arg-type]
+        result.run_dir = rundir.finish({**result.summary(), "model_file": "model.npz", "model_sha256": sha})
+    except BaseException as exc:
+        rundir.fail(exc)
+        raise
+    return result
+
+
+def membership_record(config: RunConfig, result: ExperimentResult, *, from_object: bool) -> dict[str, Any]:
+    """membership.json: which train-split examples each client held and who completed each round."""
+    d = config.data
+    return {
+        "dataset": result.info.get("dataset", d.dataset),
+        "dataset_source": "object passed to run_experiment" if from_object else d.dataset,
+        "test_fraction": d.test_fraction,
+        "seed": config.run.seed,
+        "num_train": int(sum(len(ix) for ix in result.client_indices)),
+        "clients": [ix.tolist() for ix in result.client_indices],
+        "canary_client_ids": result.info.get("canary_client_ids", []),
+        "participants": [list(p) for p in result.participants],
+    }
+
+
+def _run(
+    config: RunConfig,
+    dataset: Dataset | None,
+    model: ModelSource | None,
+    on_round: Callable[[RoundRecord], None] | None,
+    on_centralized_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> ExperimentResult:
     torch.set_num_threads(config.run.threads)
     seed = config.run.seed
-    ds = load_dataset(config.data.dataset, test_fraction=config.data.test_fraction, seed=seed)
+    ds = dataset if dataset is not None else resolve_dataset(config)
+    if not isinstance(ds, Dataset):
+        raise DataError(f"dataset must be a fl_core.data.Dataset, got {type(ds).__name__}")
     torch.manual_seed(seed)
-    workspace = build_model(config.model.name, ds.input_shape, ds.num_outputs)
+    workspace = resolve_model(config, ds, model)
     w0 = get_flat(workspace)
     local_dp = None
     if config.dp.mode == "local":
         check_model(workspace)
         local_dp = LocalDP(1.0, config.dp.clip_norm, config.dp.delta, config.dp.seed)
-    clients = make_clients(config, ds, workspace, local_dp)
-    eval_model = build_model(config.model.name, ds.input_shape, ds.num_outputs)
+    parts = client_partition(config, ds)
+    clients: list[Any] = make_clients(config, ds, workspace, local_dp, parts)
+    n_real = len(clients)
+    canaries = None
+    if config.audit.canary_clients:
+        norm = config.audit.canary_norm or config.dp.clip_norm
+        canaries = CanaryPlan.draw(config.audit.canary_clients, w0.size, norm, seed)
+        clients.extend(canaries.clients(first_id=n_real))
+    eval_model = copy.deepcopy(workspace)
     xs, ys = as_tensors(ds.x_test, ds.y_test, ds.task)
 
     def evaluate_global(weights: ModelVector) -> dict[str, float]:
@@ -207,15 +355,30 @@ def run_experiment(
     info = {
         "dataset": ds.name,
         "task": ds.task,
-        "model": config.model.name,
+        "model": config.model.name if model is None else type(workspace).__name__,
         "num_parameters": num_parameters(workspace),
-        "num_clients": len(clients),
-        "client_sizes": [c.num_examples for c in clients],
+        "num_clients": n_real,
+        "client_sizes": sizes[:n_real],
         "centralized_epochs": epochs if config.centralized.enabled else 0,
         "device_profiles": dict(sorted(Counter(p.name for p in profiles).items())),
     }
+    if canaries is not None:
+        info["canary_client_ids"] = list(range(n_real, len(clients)))
     privacy = privacy_summary(config, spec, server)
-    return ExperimentResult(config, history, final, centralized, info, privacy, server.stopped)
+    return ExperimentResult(
+        config,
+        history,
+        final,
+        centralized,
+        info,
+        privacy,
+        server.stopped,
+        initial_weights=w0,
+        final_weights=server.weights.copy(),
+        client_indices=parts,
+        participants=list(server.participants),
+        canaries=canaries,
+    )
 
 
 def _calibrate_local(config: RunConfig, client_sizes: list[int]) -> float:

@@ -97,6 +97,7 @@ class FederatedServer:
         self._sample_rng = np.random.default_rng(sample_ss)
         self._fault_rng = np.random.default_rng(fault_ss)
         self.history: list[RoundRecord] = []
+        self.participants: list[tuple[int, ...]] = []  # per round: the clients whose update was summed
         self.stopped: str | None = None
         self.strategy.initialize(self.weights)
 
@@ -225,6 +226,7 @@ class FederatedServer:
             extra=extra,
         )
         self.history.append(record)
+        self.participants.append(tuple(survivors))
         self.last_transmission = tx
         return record
 

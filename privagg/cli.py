@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fl_core.config import RunConfig, load_config
 from fl_core.experiment import run_experiment
-from fl_core.rundir import RunDirectory
+from fl_core.errors import RunDirectoryError
 from fl_core.types import RoundRecord
 from privagg.errors import USER_ERRORS
 
@@ -55,9 +55,6 @@ def run(
     console.rule("[bold]privagg run: resolved config")
     console.print(tomli_w.dumps(resolved), markup=False, highlight=False)
     folder = out or Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    rundir = RunDirectory(folder, overwrite=overwrite)
-    rundir.create()
-    rundir.write_config(resolved)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
@@ -65,7 +62,6 @@ def run(
             cen_task = None
 
             def on_round(rec: RoundRecord) -> None:
-                rundir.append_round(rec)
                 if not quiet:
                     progress.console.print(_round_line(rec), markup=False, highlight=False, soft_wrap=True)
                 progress.advance(fl_task)
@@ -76,13 +72,17 @@ def run(
                     cen_task = progress.add_task("centralized baseline", total=None)
                 progress.advance(cen_task)
 
-            result = run_experiment(cfg, on_round=on_round, on_centralized_epoch=on_epoch)
+            result = run_experiment(
+                cfg, out=folder, overwrite=overwrite, on_round=on_round, on_centralized_epoch=on_epoch
+            )
         summary = result.summary()
-        rundir.write_json("privacy.json", result.privacy)
-        path = rundir.finish(summary)
-    except BaseException as exc:
-        kept = rundir.fail(exc)
-        err_console.print(f"run incomplete; what it produced is in {kept}", markup=False)
+        path = result.run_dir
+    except RunDirectoryError:
+        raise
+    except BaseException:
+        partial = folder.with_name(folder.name + ".partial")
+        if partial.exists():
+            err_console.print(f"run incomplete; what it produced is in {partial}", markup=False)
         raise
     key = summary["primary_metric"]
     line = f"done: FL {key}={summary['fl'][key]:.4f}"

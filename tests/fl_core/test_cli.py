@@ -45,8 +45,10 @@ def test_run_writes_every_artifact(tmp_path: Path) -> None:
     assert main(["run", *TINY, "--out", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "config.toml",
+        "membership.json",
         "metrics.csv",
         "metrics.jsonl",
+        "model.npz",
         "privacy.json",
         "summary.json",
     ]
