@@ -41,8 +41,8 @@ class RunSection(_Section):
 
 
 class DataSection(_Section):
-    #: a bundled dataset (`fl_core.data.DATASETS`), or your own: "package.module:function" returning a
-    #: `fl_core.data.Dataset` (called with test_fraction= and seed= when it accepts them)
+    #: a bundled dataset (`fl_core.data.DATASETS`), a MedMNIST file "medmnist:PATH", or your own:
+    #: "package.module:function" returning a `fl_core.data.Dataset` (called with test_fraction=, seed=)
     dataset: str = "digits"
     num_clients: PositiveInt = 20
     partition: Literal["iid", "dirichlet", "shards", "quantity", "natural"] = "dirichlet"
@@ -55,13 +55,12 @@ class DataSection(_Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        from fl_core.data.datasets import DATASETS
+        from fl_core.data.datasets import dataset_problem
 
-        if v in DATASETS or _is_reference(v):
-            return v
-        raise ValueError(
-            f"unknown dataset {v!r}: use one of {', '.join(DATASETS)} or an import path 'package.module:function'"
-        )
+        problem = dataset_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
 
 
 def _is_reference(v: str) -> bool:
@@ -83,7 +82,8 @@ class ModelSection(_Section):
         if v in MODEL_NAMES or _is_reference(v):
             return v
         raise ValueError(
-            f"unknown model {v!r}: use one of {', '.join(MODEL_NAMES)} or an import path 'package.module:function'"
+            f"unknown model {v!r}: use one of {', '.join(MODEL_NAMES)} "
+            "or an import path 'package.module:function'"
         )
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,15 +24,15 @@ from dp.accountant import epsilon_for
 from dp.calibration import calibrate_noise, dp_sgd_steps
 from dp.errors import DPError
 from dp.local import check_model
-from fl_core.centralized import matched_epochs, train_centralized
 from fl_core.canaries import CanaryPlan
+from fl_core.centralized import matched_epochs, train_centralized
 from fl_core.config import MODEL_NAMES, RunConfig
 from fl_core.data import Dataset, load_dataset, partition
 from fl_core.devices import assign_profiles
 from fl_core.errors import ConfigError, DataError
 from fl_core.models import build_model, get_flat, num_parameters, set_flat
-from fl_core.rundir import MEMBERSHIP_FILE, RunDirectory
 from fl_core.pipeline import PrivacySpec
+from fl_core.rundir import MEMBERSHIP_FILE, RunDirectory
 from fl_core.sampling import ClientSampler
 from fl_core.server import FaultModel, FederatedServer
 from fl_core.strategies import Strategy, build_strategy
@@ -132,7 +132,7 @@ def make_clients(
     ]
 
 
-ModelSource = Union[torch.nn.Module, Callable[..., torch.nn.Module]]
+ModelSource = torch.nn.Module | Callable[..., torch.nn.Module]
 
 
 def _import_path(ref: str, what: str) -> Callable[..., Any]:
@@ -149,25 +149,8 @@ def _import_path(ref: str, what: str) -> Callable[..., Any]:
 
 
 def resolve_dataset(config: RunConfig) -> Dataset:
-    """The config's dataset: a bundled one by name, or the Dataset an import path returns."""
-    name, d, seed = config.data.dataset, config.data, config.run.seed
-    head, sep, _ = name.partition(":")
-    if not sep or "." not in head and head in _LOADER_PREFIXES:
-        return load_dataset(name, test_fraction=d.test_fraction, seed=seed)
-    fn = _import_path(name, "data.dataset")
-    params = inspect.signature(fn).parameters
-    kwargs = {k: v for k, v in (("test_fraction", d.test_fraction), ("seed", seed)) if k in params}
-    ds = fn(**kwargs)
-    if not isinstance(ds, Dataset):
-        raise DataError(
-            f"data.dataset {name!r} returned {type(ds).__name__}, not a fl_core.data.Dataset "
-            "(build one with fl_core.dataset_from_arrays)"
-        )
-    return ds
-
-
-#: 'prefix:argument' datasets handled by load_dataset itself (e.g. 'medmnist:/path/file.npz')
-_LOADER_PREFIXES = ("medmnist",)
+    """The config's dataset with its seeded split: bundled, `medmnist:PATH`, or `package.module:function`."""
+    return load_dataset(config.data.dataset, test_fraction=config.data.test_fraction, seed=config.run.seed)
 
 
 def resolve_model(config: RunConfig, ds: Dataset, model: ModelSource | None = None) -> torch.nn.Module:

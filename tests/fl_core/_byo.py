@@ -19,8 +19,9 @@ def blobs(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
 
 
 def tiny_net(input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), 8), nn.ReLU(), nn.Linear(8, num_outputs))
+    width = int(np.prod(input_shape))
+    return nn.Sequential(nn.Flatten(), nn.Linear(width, 8), nn.ReLU(), nn.Linear(8, num_outputs))
 
 
-def not_a_dataset() -> list[int]:
+def not_a_dataset(test_fraction: float = 0.2, seed: int = 0) -> list[int]:
     return [1, 2, 3]

@@ -12,7 +12,7 @@ import pytest
 
 from fl_core.config import build_config
 from fl_core.errors import ConfigError, DataError, RunDirectoryError
-from fl_core.experiment import client_partition, resolve_dataset, run_experiment
+from fl_core.experiment import client_partition, resolve_dataset, resolve_model, run_experiment
 from fl_core.rundir import read_run
 from privagg.cli import main
 from tests.fl_core._byo import blobs, tiny_net
@@ -101,8 +101,10 @@ def test_import_paths_run_under_every_privacy_mode_from_the_cli(tmp_path: Path, 
 
 
 def test_bad_import_paths_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="cannot be imported"):
+    with pytest.raises(DataError, match="no function"):
         resolve_dataset(build_config(overrides=["data.dataset=tests.fl_core._byo:nope"]))
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        resolve_model(build_config(overrides=["model.name=tests.fl_core._byo:nope"]), blobs())
     with pytest.raises(DataError, match="not a fl_core.data.Dataset"):
         resolve_dataset(build_config(overrides=["data.dataset=tests.fl_core._byo:not_a_dataset"]))
     with pytest.raises(ConfigError, match="unknown dataset"):
