@@ -105,7 +105,7 @@ def test_bad_import_paths_are_config_errors() -> None:
         resolve_dataset(build_config(overrides=["data.dataset=tests.fl_core._byo:nope"]))
     with pytest.raises(ConfigError, match="cannot be imported"):
         resolve_model(build_config(overrides=["model.name=tests.fl_core._byo:nope"]), blobs())
-    with pytest.raises(DataError, match="not a fl_core.data.Dataset"):
+    with pytest.raises(DataError, match="not fl_core.data.Dataset"):
         resolve_dataset(build_config(overrides=["data.dataset=tests.fl_core._byo:not_a_dataset"]))
     with pytest.raises(ConfigError, match="unknown dataset"):
         build_config(overrides=["data.dataset=mnist"])
