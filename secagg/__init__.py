@@ -17,6 +17,7 @@ from secagg.config import SecAggConfig
 from secagg.encoding import FixedPointEncoding, max_bits_for
 from secagg.errors import (
     DropoutThresholdError,
+    InconsistentSharesError,
     InvalidMessageError,
     SecAggConfigError,
     SecAggError,
@@ -33,6 +34,7 @@ __all__ = [
     "ClientSession",
     "DropoutThresholdError",
     "FixedPointEncoding",
+    "InconsistentSharesError",
     "InvalidMessageError",
     "Parameters",
     "SecAggConfig",

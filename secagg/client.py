@@ -39,6 +39,7 @@ from secagg.messages import (
     SurvivorList,
     UnmaskRequest,
     UnmaskShares,
+    validate,
 )
 
 __all__ = ["ClientSession"]
@@ -105,8 +106,13 @@ class ClientSession:
                 f"client {self.client_id}: expected {cls.__name__} in stage {stage.name}, "
                 f"got {type(msg).__name__}"
             )
+        validate(msg)
         if msg.round_id != self.config.round_id:  # type: ignore[attr-defined]
             raise InvalidMessageError(f"client {self.client_id}: message from another round")
+        if msg.model_hash != self.config.model_hash:  # type: ignore[attr-defined]
+            raise InvalidMessageError(
+                f"client {self.client_id}: message for another model (model hash differs from this round's)"
+            )
 
     # --- stage 1 --------------------------------------------------------------------------------
     def advertise_keys(self) -> AdvertiseKeys:
@@ -120,7 +126,12 @@ class ClientSession:
                 )
                 sig = sign.sign(self._identity, payload)
             return AdvertiseKeys(
-                self.config.round_id, self.client_id, self._c.public_bytes, self._s.public_bytes, sig
+                self.config.round_id,
+                self.client_id,
+                self._c.public_bytes,
+                self._s.public_bytes,
+                sig,
+                model_hash=self.config.model_hash,
             )
 
         return self._run(Stage.ADVERTISE_KEYS, step)
@@ -171,7 +182,7 @@ class ClientSession:
             key = self._share_key(v)
             pt = _PAIR.pack(me, v) + shamir.share_to_bytes(yb) + shamir.share_to_bytes(ys)
             cts.append((v, aead.seal(key, pt, aead.associated_data(cfg.round_id, me, v))))
-        return ShareKeys(cfg.round_id, me, tuple(cts))
+        return ShareKeys(cfg.round_id, me, tuple(cts), model_hash=cfg.model_hash)
 
     def _share_key(self, peer: int) -> bytes:
         """The pair's share-encryption key, derived once: sealing (stage 2) and opening (stage 3) reuse it."""
@@ -230,7 +241,7 @@ class ClientSession:
         sig = b""
         if self._identity is not None:
             sig = sign.sign(self._identity, _common.mask_set_payload(cfg, me, self._mask_set))
-        return MaskedInput(cfg.round_id, me, y, self._mask_set, sig)
+        return MaskedInput(cfg.round_id, me, y, self._mask_set, sig, model_hash=cfg.model_hash)
 
     # --- stage 4 --------------------------------------------------------------------------------
     def consistency(self, request: SurvivorList) -> ConsistencySignature:
@@ -245,7 +256,9 @@ class ClientSession:
         sig = b""
         if self._identity is not None:
             sig = sign.sign(self._identity, _common.consistency_payload(self.config, msg.survivors))
-        return ConsistencySignature(self.config.round_id, self.client_id, sig)
+        return ConsistencySignature(
+            self.config.round_id, self.client_id, sig, model_hash=self.config.model_hash
+        )
 
     def _check_survivors(self, survivors: tuple[int, ...]) -> None:
         me, cfg = self.client_id, self.config
@@ -347,4 +360,4 @@ class ClientSession:
                     f"neighbour {u} is neither survivor nor dropped in the unmask request"
                 )
         self._held.clear()  # nothing left to give
-        return UnmaskShares(cfg.round_id, me, tuple(b_out), tuple(s_out))
+        return UnmaskShares(cfg.round_id, me, tuple(b_out), tuple(s_out), model_hash=cfg.model_hash)

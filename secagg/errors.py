@@ -9,6 +9,7 @@ __all__ = [
     "ThresholdError",
     "DropoutThresholdError",
     "InvalidMessageError",
+    "InconsistentSharesError",
     "UnsafeRequestError",
 ]
 
@@ -34,6 +35,16 @@ DropoutThresholdError = ThresholdError
 
 class InvalidMessageError(SecAggError, ValueError):
     """A message failed validation: bad version, stage, ids, lengths, bounds, signature or tag."""
+
+
+class InconsistentSharesError(InvalidMessageError):
+    """More than t Shamir shares of one secret arrived and they do not lie on one polynomial of degree
+    < t: some sender altered its share. `suspects` holds the x-coordinates (or, from the server, the
+    client ids) whose removal makes the rest consistent, or all senders when one removal does not."""
+
+    def __init__(self, message: str, suspects: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.suspects = suspects
 
 
 class UnsafeRequestError(SecAggError):

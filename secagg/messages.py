@@ -1,6 +1,8 @@
 """Frozen message types of the five stages and their versioned, canonical byte encoding.
 
-Layout: magic "PASA" | version u8 | type u8 | round id (u8 length + bytes) | body. Integers are
+Layout: magic "PASA" | version u8 | type u8 | round id (u8 length + bytes) | model hash (u8 length +
+bytes) | body. Every message carries the round's model hash, so a party on another model is refused at
+the first message (issue 13 finding 2). Integers are
 little-endian struct fields, id lists are strictly increasing, arrays are little-endian uint32 with an
 explicit length. `decode` validates every field and length and raises InvalidMessageError (never pickle).
 """
@@ -8,7 +10,7 @@ explicit length. `decode` validates every field and length and raises InvalidMes
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
@@ -35,12 +37,13 @@ __all__ = [
     "UnmaskShares",
     "Message",
     "decode",
+    "validate",
     "SHARE_PLAINTEXT_BYTES",
     "SEALED_SHARE_BYTES",
 ]
 
 MAGIC = b"PASA"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<4sBB")
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -147,9 +150,18 @@ class _Base:
     STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
 
     round_id: bytes
+    model_hash: bytes = field(default=b"", kw_only=True)
 
     def _header(self) -> bytes:
-        return _HEADER.pack(MAGIC, VERSION, self.TYPE) + bytes([len(self.round_id)]) + self.round_id
+        return b"".join(
+            (
+                _HEADER.pack(MAGIC, VERSION, self.TYPE),
+                bytes([len(self.round_id)]),
+                self.round_id,
+                bytes([len(self.model_hash)]),
+                self.model_hash,
+            )
+        )
 
     @property
     def stage(self) -> Stage:
@@ -172,8 +184,8 @@ class AdvertiseKeys(_Base):
         return self._header() + _U32.pack(self.sender) + self.c_pk + self.s_pk + _sig(self.signature)
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> AdvertiseKeys:
-        return cls(round_id, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature())
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> AdvertiseKeys:
+        return cls(round_id, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature(), model_hash=model_hash)
 
 
 @dataclass(frozen=True)
@@ -201,7 +213,7 @@ class KeysBroadcast(_Base):
         return b"".join(parts)
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> KeysBroadcast:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> KeysBroadcast:
         n = r.count(_KEY_ENTRY.size)
         entries = []
         for _ in range(n):  # records differ in length (signed or not): one struct read each, no slicing
@@ -211,7 +223,7 @@ class KeysBroadcast(_Base):
                 raise InvalidMessageError(f"signature length must be 0 or {SIGNATURE_BYTES}, got {siglen}")
             entries.append(KeyEntry(cid, c_pk, s_pk, r.take(siglen) if siglen else b""))
         _check_increasing([e.client_id for e in entries], "advertised client ids")
-        return cls(round_id, tuple(entries))
+        return cls(round_id, tuple(entries), model_hash=model_hash)
 
 
 def _write_cts(items: tuple[tuple[int, bytes], ...]) -> bytes:
@@ -239,12 +251,12 @@ class ShareKeys(_Base):
         return self._header() + _U32.pack(self.sender) + _write_cts(self.ciphertexts)
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> ShareKeys:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> ShareKeys:
         sender = r.u32()
         cts = _read_cts(r)
         if any(i == sender for i, _ in cts):
             raise InvalidMessageError(f"client {sender} addressed a share to itself")
-        return cls(round_id, sender, cts)
+        return cls(round_id, sender, cts, model_hash=model_hash)
 
 
 @dataclass(frozen=True)
@@ -260,12 +272,12 @@ class SharesDelivery(_Base):
         return self._header() + _U32.pack(self.recipient) + _write_cts(self.ciphertexts)
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> SharesDelivery:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> SharesDelivery:
         recipient = r.u32()
         cts = _read_cts(r)
         if any(i == recipient for i, _ in cts):
             raise InvalidMessageError(f"delivery to {recipient} contains a share from itself")
-        return cls(round_id, recipient, cts)
+        return cls(round_id, recipient, cts, model_hash=model_hash)
 
 
 @dataclass(frozen=True, eq=False)
@@ -297,7 +309,7 @@ class MaskedInput(_Base):
         )
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> MaskedInput:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> MaskedInput:
         sender = r.u32()
         n = r.count(4)
         start = r.skip(4 * n)
@@ -305,7 +317,7 @@ class MaskedInput(_Base):
         nbrs = r.ids()
         if sender in nbrs:
             raise InvalidMessageError(f"client {sender} lists itself among its mask neighbours")
-        return cls(round_id, sender, arr, nbrs, r.signature())
+        return cls(round_id, sender, arr, nbrs, r.signature(), model_hash=model_hash)
 
 
 @dataclass(frozen=True)
@@ -334,7 +346,7 @@ class SurvivorList(_Base):
         return b"".join(parts)
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> SurvivorList:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> SurvivorList:
         survivors = r.ids()
         n = r.count(9)  # id, empty id list, signature length: at least 9 bytes a set
         sets = []
@@ -345,7 +357,7 @@ class SurvivorList(_Base):
                 raise InvalidMessageError(f"mask set of client {cid} lists the client itself")
             sets.append(MaskSet(cid, nbrs, r.signature()))
         _check_increasing([m.client_id for m in sets], "mask-set owner ids")
-        return cls(round_id, survivors, tuple(sets))
+        return cls(round_id, survivors, tuple(sets), model_hash=model_hash)
 
 
 @dataclass(frozen=True)
@@ -361,8 +373,8 @@ class ConsistencySignature(_Base):
         return self._header() + _U32.pack(self.sender) + _sig(self.signature)
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> ConsistencySignature:
-        return cls(round_id, r.u32(), r.signature())
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> ConsistencySignature:
+        return cls(round_id, r.u32(), r.signature(), model_hash=model_hash)
 
 
 @dataclass(frozen=True)
@@ -380,13 +392,13 @@ class UnmaskRequest(_Base):
         return self._header() + _ids(self.survivors) + _ids(self.dropped) + sigs
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> UnmaskRequest:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> UnmaskRequest:
         survivors, dropped = r.ids(), r.ids()
         n = r.count(_SIG_RECORD.size)
         start = r.skip(n * _SIG_RECORD.size)
         sigs = tuple(_SIG_RECORD.iter_unpack(r.data[start : r.pos]))
         _check_increasing([i for i, _ in sigs], "signature ids")
-        return cls(round_id, survivors, dropped, sigs)
+        return cls(round_id, survivors, dropped, sigs, model_hash=model_hash)
 
 
 def _write_shares(items: tuple[tuple[int, int], ...]) -> bytes:
@@ -420,13 +432,13 @@ class UnmaskShares(_Base):
         )
 
     @classmethod
-    def _read(cls, r: _Reader, round_id: bytes) -> UnmaskShares:
+    def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> UnmaskShares:
         sender = r.u32()
         a, b = _read_shares(r), _read_shares(r)
         both = {i for i, _ in a} & {i for i, _ in b}
         if both:
             raise InvalidMessageError(f"client {sender} sent both shares for clients {sorted(both)}")
-        return cls(round_id, sender, a, b)
+        return cls(round_id, sender, a, b, model_hash=model_hash)
 
 
 Message = (
@@ -470,6 +482,123 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if cls is None:
         raise InvalidMessageError(f"unknown message type {mtype}")
     round_id = r.take(r.u8())
-    msg = cls._read(r, round_id)
+    model_hash = r.take(r.u8())
+    msg = cls._read(r, round_id, model_hash)
     r.end()
     return msg
+
+
+# --- objects handed to a session without crossing the wire --------------------------------------------
+_U32_MAX = 2**32 - 1
+
+
+def _bad(msg: object, what: str) -> InvalidMessageError:
+    return InvalidMessageError(f"{type(msg).__name__}: {what}")
+
+
+def _u32(msg: object, v: object, what: str) -> None:
+    if type(v) is not int or not 0 <= v <= _U32_MAX:  # bool and numpy integers are refused too
+        raise _bad(msg, f"{what} must be an int in [0, 2^32), got {type(v).__name__}")
+
+
+def _raw(msg: object, v: object, what: str, sizes: tuple[int, ...] | None = None, limit: int = 255) -> None:
+    if type(v) is not bytes:
+        raise _bad(msg, f"{what} must be bytes, got {type(v).__name__}")
+    if (sizes is not None and len(v) not in sizes) or len(v) > limit:
+        raise _bad(msg, f"{what} has length {len(v)}")
+
+
+def _id_tuple(msg: object, v: object, what: str) -> None:
+    if type(v) is not tuple:
+        raise _bad(msg, f"{what} must be a tuple of ids, got {type(v).__name__}")
+    for i in v:
+        _u32(msg, i, what)
+    _check_increasing(v, what)
+
+
+def _pairs(msg: object, v: object, what: str, check_value: object) -> None:
+    if type(v) is not tuple:
+        raise _bad(msg, f"{what} must be a tuple, got {type(v).__name__}")
+    for item in v:
+        if type(item) is not tuple or len(item) != 2:
+            raise _bad(msg, f"{what} must hold (id, value) pairs")
+        _u32(msg, item[0], what)
+        check_value(item[1])  # type: ignore[operator]
+    _check_increasing([i for i, _ in v], what)
+
+
+def _share_value(msg: object) -> object:
+    def check(y: object) -> None:
+        if type(y) is not int or not 0 <= y < 2**264:
+            raise _bad(msg, "share values must be ints of at most 33 bytes")
+
+    return check
+
+
+def validate(msg: object) -> None:
+    """Check the types and sizes of a message object's fields, raising InvalidMessageError.
+
+    `decode` builds only well-typed objects; sessions call this at their boundary as well, so an object
+    built by hand (a float or int64 masked vector, a list instead of a tuple or array, `entries=None`)
+    is refused with a typed error instead of failing deep inside (issue 13 finding 2)."""
+    if not isinstance(msg, _Base):
+        raise InvalidMessageError(f"expected a secagg message, got {type(msg).__name__}")
+    _raw(msg, msg.round_id, "round_id")
+    _raw(msg, msg.model_hash, "model_hash")
+    sig = (0, SIGNATURE_BYTES)
+    if isinstance(msg, AdvertiseKeys):
+        _u32(msg, msg.sender, "sender")
+        _raw(msg, msg.c_pk, "c_pk", (KEY_BYTES,))
+        _raw(msg, msg.s_pk, "s_pk", (KEY_BYTES,))
+        _raw(msg, msg.signature, "signature", sig)
+    elif isinstance(msg, KeysBroadcast):
+        if type(msg.entries) is not tuple:
+            raise _bad(msg, f"entries must be a tuple, got {type(msg.entries).__name__}")
+        for e in msg.entries:
+            if not isinstance(e, KeyEntry):
+                raise _bad(msg, f"entries must be KeyEntry, got {type(e).__name__}")
+            _u32(msg, e.client_id, "client_id")
+            _raw(msg, e.c_pk, "c_pk", (KEY_BYTES,))
+            _raw(msg, e.s_pk, "s_pk", (KEY_BYTES,))
+            _raw(msg, e.signature, "signature", sig)
+        _check_increasing([e.client_id for e in msg.entries], "advertised client ids")
+    elif isinstance(msg, (ShareKeys, SharesDelivery)):
+        _u32(msg, msg.sender if isinstance(msg, ShareKeys) else msg.recipient, "sender or recipient")
+
+        def ct(v: object) -> None:
+            _raw(msg, v, "sealed share", (SEALED_SHARE_BYTES,), SEALED_SHARE_BYTES)
+
+        _pairs(msg, msg.ciphertexts, "ciphertexts", ct)
+    elif isinstance(msg, MaskedInput):
+        _u32(msg, msg.sender, "sender")
+        a = msg.masked
+        if type(a) is not np.ndarray or a.dtype.kind != "u" or a.dtype.itemsize != 4 or a.ndim != 1:
+            what = f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}".strip()
+            raise _bad(msg, f"masked must be a 1-D uint32 numpy array, got {what}")
+        _id_tuple(msg, msg.mask_neighbours, "mask_neighbours")
+        _raw(msg, msg.signature, "signature", sig)
+    elif isinstance(msg, SurvivorList):
+        _id_tuple(msg, msg.survivors, "survivors")
+        if type(msg.mask_sets) is not tuple:
+            raise _bad(msg, f"mask_sets must be a tuple, got {type(msg.mask_sets).__name__}")
+        for m in msg.mask_sets:
+            if not isinstance(m, MaskSet):
+                raise _bad(msg, f"mask_sets must hold MaskSet, got {type(m).__name__}")
+            _u32(msg, m.client_id, "mask-set owner")
+            _id_tuple(msg, m.neighbours, "mask-set neighbours")
+            _raw(msg, m.signature, "signature", sig)
+    elif isinstance(msg, ConsistencySignature):
+        _u32(msg, msg.sender, "sender")
+        _raw(msg, msg.signature, "signature", sig)
+    elif isinstance(msg, UnmaskRequest):
+        _id_tuple(msg, msg.survivors, "survivors")
+        _id_tuple(msg, msg.dropped, "dropped")
+
+        def sg(v: object) -> None:
+            _raw(msg, v, "signature", (SIGNATURE_BYTES,))
+
+        _pairs(msg, msg.signatures, "signatures", sg)
+    elif isinstance(msg, UnmaskShares):
+        _u32(msg, msg.sender, "sender")
+        _pairs(msg, msg.self_mask_shares, "self_mask_shares", _share_value(msg))
+        _pairs(msg, msg.key_shares, "key_shares", _share_value(msg))

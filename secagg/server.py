@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from secagg import _common
 from secagg.config import SecAggConfig
-from secagg.errors import InvalidMessageError, SecAggError, StageError, ThresholdError
+from secagg.errors import (
+    InconsistentSharesError,
+    InvalidMessageError,
+    SecAggError,
+    StageError,
+    ThresholdError,
+)
 from secagg.graph import NeighbourGraph, cohort_seed
 from secagg.hazmat import kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
@@ -33,6 +39,7 @@ from secagg.messages import (
     SurvivorList,
     UnmaskRequest,
     UnmaskShares,
+    validate,
 )
 
 __all__ = ["ServerSession"]
@@ -76,6 +83,7 @@ class ServerSession:
         self._sigs: dict[int, bytes] = {}
         self._u4: frozenset[int] = frozenset()
         self._shares: dict[int, UnmaskShares] = {}
+        self._unverified: tuple[int, ...] = ()
         self._sum = np.zeros(config.vector_length, dtype=np.uint32)
 
     @property
@@ -92,6 +100,13 @@ class ServerSession:
     def dropped(self) -> tuple[int, ...]:
         """Clients that shared keys but never delivered a masked input."""
         return self._dropped
+
+    @property
+    def unverified(self) -> tuple[int, ...]:
+        """Clients whose secret (self-mask seed or mask key) was rebuilt from exactly t shares, so no
+        error detection was possible: a holder that altered its share would have gone unnoticed. With
+        more than t shares every secret is checked (`shamir.reconstruct_checked`)."""
+        return self._unverified
 
     def _guard(self, stage: Stage) -> None:
         if self._aborted or self._done:
@@ -114,8 +129,14 @@ class ServerSession:
             raise InvalidMessageError(
                 f"expected {expected.__name__} in stage {self._stage.name}, got {type(msg).__name__}"
             )
+        validate(msg)
         if msg.round_id != self.config.round_id:
             raise InvalidMessageError("message from another round")
+        if msg.model_hash != self.config.model_hash:
+            raise InvalidMessageError(
+                f"message for another model from client {getattr(msg, 'sender', '?')}: its model hash "
+                "differs from this round's"
+            )
         getattr(self, f"_on_{self._stage.name.lower()}")(msg)
 
     def _on_advertise_keys(self, m: AdvertiseKeys) -> None:
@@ -205,7 +226,7 @@ class ServerSession:
         full = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed).all_neighbours()
         self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
         self._stage = Stage.SHARE_KEYS
-        return KeysBroadcast(cfg.round_id, entries)
+        return KeysBroadcast(cfg.round_id, entries, model_hash=cfg.model_hash)
 
     def route_shares(self) -> dict[int, SharesDelivery]:
         """Close stage 2: U2 = clients that shared keys; deliver each one the shares addressed to it."""
@@ -225,7 +246,7 @@ class ServerSession:
         self._routed = {v: tuple(u for u, _ in items) for v, items in inbox.items()}
         self._stage = Stage.MASKED_INPUT
         rid = self.config.round_id
-        return {v: SharesDelivery(rid, v, tuple(items)) for v, items in inbox.items()}
+        return {v: SharesDelivery(rid, v, tuple(items), model_hash=self.config.model_hash) for v, items in inbox.items()}
 
     def request_consistency(self) -> dict[int, SurvivorList]:
         """Close stage 3: U3 = clients whose masked input arrived; ask each to confirm the list.
@@ -251,7 +272,10 @@ class ServerSession:
         rid = self.config.round_id
         return {
             w: SurvivorList(
-                rid, self._survivors, tuple(self._mask_sets[u] for u in self._nbrs[w] if u in u3)
+                rid,
+                self._survivors,
+                tuple(self._mask_sets[u] for u in self._nbrs[w] if u in u3),
+                model_hash=self.config.model_hash,
             )
             for w in self._survivors
         }
@@ -268,7 +292,9 @@ class ServerSession:
         self._u4 = u4
         sigs = tuple(sorted(self._sigs.items())) if self._peer_ids is not None else ()
         self._stage = Stage.UNMASK
-        return UnmaskRequest(self.config.round_id, self._survivors, self._dropped, sigs)
+        return UnmaskRequest(
+            self.config.round_id, self._survivors, self._dropped, sigs, model_hash=self.config.model_hash
+        )
 
     def finish(self) -> np.ndarray:
         """Close stage 5: rebuild survivors' b_u and dropped clients' keys, remove masks, return the sum."""
@@ -284,7 +310,25 @@ class ServerSession:
         short = [u for u, p in (*b_pts.items(), *s_pts.items()) if len(p) < t]
         if short:
             raise self._abort(ThresholdError(f"fewer than t={t} shares arrived for clients {short[:10]}"))
-        b_seeds = {u: shamir.reconstruct(p, t).to_bytes(33, "little") for u, p in b_pts.items()}
+        unverified: set[int] = set()
+
+        def rebuild(owner: int, pts: list[tuple[int, int]], what: str) -> bytes:
+            try:
+                secret, checked = shamir.reconstruct_checked(pts, t)
+            except InconsistentSharesError as exc:
+                senders = tuple(x - 1 for x in exc.suspects)
+                raise self._abort(
+                    InconsistentSharesError(
+                        f"the {what} shares of client {owner} do not lie on one polynomial; "
+                        f"altered by one of clients {list(senders)[:10]}",
+                        suspects=senders,
+                    )
+                ) from None
+            if not checked:
+                unverified.add(owner)
+            return secret.to_bytes(33, "little")
+
+        b_seeds = {u: rebuild(u, p, "self-mask") for u, p in b_pts.items()}
         for u, seed in b_seeds.items():
             if seed[16:] != bytes(17):
                 raise self._abort(
@@ -292,7 +336,7 @@ class ServerSession:
                 )
         dropped_keys = {}
         for u, p in s_pts.items():
-            raw = shamir.reconstruct(p, t).to_bytes(33, "little")
+            raw = rebuild(u, p, "mask-key")
             if raw[32] != 0:
                 raise self._abort(InvalidMessageError(f"reconstructed key of client {u} is out of range"))
             key = kex.load_private(raw[:32])
@@ -301,6 +345,7 @@ class ServerSession:
                     InvalidMessageError(f"key shares of client {u} do not match its public key")
                 )
             dropped_keys[u] = key
+        self._unverified = tuple(sorted(unverified))
         total = self._sum
         buf = PrgBuffer(cfg.vector_length)
         for u in self._survivors:

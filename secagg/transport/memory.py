@@ -64,6 +64,14 @@ class AggregateResult:
     client_cpu_s: dict[int, float]
     server_cpu_s: float
     encoding: FixedPointEncoding | None = field(default=None)
+    unverified: tuple[int, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        """True when every secret was rebuilt from more than t shares that lie on one polynomial: a
+        holder that altered its share would have raised InconsistentSharesError. False when some secret
+        had exactly t shares (listed in `unverified`): the sum is then unverified, not known wrong."""
+        return not self.unverified
 
     @property
     def max_abs_error(self) -> float:
@@ -211,6 +219,7 @@ def aggregate(
         bytes_down=down,
         client_cpu_s=cpu,
         server_cpu_s=server_cpu,
+        unverified=server.unverified,
     )
 
 

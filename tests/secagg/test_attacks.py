@@ -7,12 +7,15 @@ The malicious server here is written by hand from the public message types: it i
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secagg import (
     ClientSession,
+    InconsistentSharesError,
     SecAggConfig,
     SecAggError,
     ServerSession,
@@ -63,7 +66,7 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     full = routed[target]
     kept = full.ciphertexts[:t]  # only t of the target's neighbours reach it
     v_set = {u for u, _ in kept}
-    routed[target] = SharesDelivery(full.round_id, target, kept)
+    routed[target] = SharesDelivery(full.round_id, target, kept, model_hash=cfg.model_hash)
     # stage 3: every client sends its masked input; the server pretends V's never arrived
     masked = {cid: wire(c.masked_input(wire(routed[cid]), xs[cid])) for cid, c in clients.items()}
     survivors = tuple(c for c in cfg.client_ids if c not in v_set)
@@ -77,7 +80,9 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
             refused.add(cid)
             continue
         sigs.append((cid, reply.signature))
-    request = UnmaskRequest(cfg.round_id, survivors, dropped, tuple(sigs) if identity else ())
+    request = UnmaskRequest(
+        cfg.round_id, survivors, dropped, tuple(sigs) if identity else (), model_hash=cfg.model_hash
+    )
     b_pts: list[tuple[int, int]] = []
     s_pts: dict[int, list[tuple[int, int]]] = {v: [] for v in v_set}
     for cid in survivors:
@@ -115,7 +120,7 @@ def _survivor_list(cfg, recipient, survivors, masked):
         for u in survivors
         if u != recipient
     )
-    return SurvivorList(cfg.round_id, survivors, sets)
+    return SurvivorList(cfg.round_id, survivors, sets, model_hash=cfg.model_hash)
 
 
 @pytest.mark.parametrize("identity", [True, False], ids=["identity-keys", "no-identity-keys"])
@@ -125,3 +130,125 @@ def test_uneven_share_routing_does_not_reveal_an_input(n, k, t, corrupt, identit
     x, recovered, refused = _attack_uneven_routing(n, k, t, corrupt, identity)
     assert recovered is None or not np.array_equal(recovered, x)
     assert refused  # honest clients saw it and said no
+
+
+# --- finding 2: silently wrong sums ---------------------------------------------------------------------
+
+
+def _unmask_replies(cfg, drop_masked=()):
+    from ._helpers import run_to_unmask, vectors
+
+    xs = vectors(cfg, 21)
+    alive, server, req = run_to_unmask(cfg, xs, drop_masked=drop_masked)
+    replies = {cid: wire(c.unmask(wire(req))) for cid, c in alive.items()}
+    return xs, server, replies
+
+
+def _perturb(reply, owner, delta):
+    shares = tuple((o, (y + delta) % shamir.PRIME if o == owner else y) for o, y in reply.self_mask_shares)
+    return dataclasses.replace(reply, self_mask_shares=shares)
+
+
+@pytest.mark.parametrize("delta", [1, 2**64], ids=["+1", "+2^64"])
+def test_a_perturbed_share_is_detected_and_its_sender_named(delta):
+    """Finding 2 (a perturbed share): with more than t shares of a secret, one altered share used to give
+    a wrong sum and no error; now the shares must lie on one polynomial and the sender is named."""
+    from ._helpers import make_config
+
+    cfg = make_config(10, k=6, t=3)
+    xs, server, replies = _unmask_replies(cfg)
+    cheat = 4
+    owner = next(o for o, _ in replies[cheat].self_mask_shares)
+    for cid, r in replies.items():
+        server.receive(_perturb(r, owner, delta) if cid == cheat else r)
+    with pytest.raises(InconsistentSharesError) as info:
+        server.finish()
+    assert info.value.suspects == (cheat,)
+
+
+def test_exactly_t_shares_leave_the_sum_marked_unverified():
+    """Finding 2 (a perturbed share, exactly t): nothing can be checked, and the result says so."""
+    from secagg import aggregate
+
+    from ._helpers import make_config, vectors
+
+    cfg = make_config(4, k=3, t=3)  # every secret has exactly t = 3 holders
+    r = aggregate(vectors(cfg, 1), cfg)
+    assert not r.verified and r.unverified == cfg.client_ids
+    cfg = make_config(4, k=3, t=2)  # 3 > t holders answer: every secret is checked
+    r = aggregate(vectors(cfg, 1), cfg)
+    assert r.verified and r.unverified == ()
+    # with a dropout, the dropped client's key had 3 holders, but each survivor's seed only 2 = t
+    r = aggregate(vectors(cfg, 1), cfg, dropouts={0: "masked_input"})
+    assert r.unverified == (1, 2, 3)
+
+
+def test_a_client_on_another_model_is_refused_at_its_first_message():
+    """Finding 2 (model mismatch): no message carried the model hash, so a client trained on another model
+    was summed (a wrong sum at the complete graph with one dropout). Every message now carries it."""
+    from secagg import InvalidMessageError
+
+    cfg = SecAggConfig(tuple(range(5)), 8, threshold=3, neighbours=4, round_id=b"r", model_hash=b"A" * 32)
+    other = dataclasses.replace(cfg, model_hash=b"B" * 32)
+    server = ServerSession(cfg)
+    honest = {c: ClientSession(cfg, c) for c in range(4)}
+    for c in honest.values():
+        server.receive(wire(c.advertise_keys()))
+    with pytest.raises(InvalidMessageError, match="model"):
+        server.receive(wire(ClientSession(other, 4).advertise_keys()))
+    # and a client refuses a server message for another model
+    stray = ServerSession(other)
+    for c in range(5):
+        stray.receive(wire(ClientSession(other, c).advertise_keys()))
+    with pytest.raises(InvalidMessageError, match="model"):
+        honest[0].share_keys(wire(stray.broadcast_keys()))
+
+
+def test_ill_typed_message_objects_raise_a_typed_error_at_the_session_boundary():
+    """Finding 2 (ill-typed objects): a float or int64 masked vector, a list instead of an array or tuple,
+    entries=None used to raise untyped errors deep inside the sessions."""
+    from secagg import InvalidMessageError
+    from secagg.messages import KeysBroadcast, MaskedInput
+
+    from ._helpers import make_config, vectors
+
+    cfg = make_config(6, k=4, t=3)
+    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    server = ServerSession(cfg)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    bcast = server.broadcast_keys()
+
+    def fresh(cid):  # a session outside the round, ready for its stage-2 message
+        c = ClientSession(cfg, cid)
+        c.advertise_keys()
+        return c
+
+    with pytest.raises(InvalidMessageError, match="entries"):
+        fresh(0).share_keys(dataclasses.replace(bcast, entries=None))
+    with pytest.raises(InvalidMessageError, match="entries"):
+        fresh(1).share_keys(dataclasses.replace(bcast, entries=list(bcast.entries)))
+    for c in clients.values():
+        server.receive(wire(c.share_keys(bcast)))
+    routed = server.route_shares()
+    good = clients[2].masked_input(routed[2], vectors(cfg)[2])
+    for bad in (
+        good.masked.astype(np.float64),
+        good.masked.astype(np.int64),
+        good.masked.tolist(),
+        good.masked.reshape(2, -1),
+        None,
+    ):
+        with pytest.raises(InvalidMessageError, match="masked"):
+            server.receive(dataclasses.replace(good, masked=bad))
+    with pytest.raises(InvalidMessageError, match="sender"):
+        server.receive(dataclasses.replace(good, sender=np.int64(2)))
+    with pytest.raises(InvalidMessageError, match="mask_neighbours"):
+        server.receive(dataclasses.replace(good, mask_neighbours=list(good.mask_neighbours)))
+    with pytest.raises(InvalidMessageError):
+        server.receive(MaskedInput(cfg.round_id, 2, good.masked, model_hash=None))  # type: ignore[arg-type]
+    server.receive(good)  # the well-typed original is still accepted
+    with pytest.raises(InvalidMessageError):
+        clients[3].masked_input(dataclasses.replace(routed[3], ciphertexts=None), vectors(cfg)[3])
+    with pytest.raises(InvalidMessageError):
+        fresh(4).share_keys(KeysBroadcast(cfg.round_id, ((1, 2),), model_hash=cfg.model_hash))

@@ -76,7 +76,7 @@ def test_every_truncation_and_any_trailing_byte_is_rejected(msg):
 
 @pytest.mark.parametrize(
     "offset,value,match",
-    [(0, ord("X"), "magic"), (4, 2, "version"), (5, 0, "type"), (5, 200, "type")],
+    [(0, ord("X"), "magic"), (4, 1, "version"), (4, 9, "version"), (5, 0, "type"), (5, 200, "type")],
 )
 def test_tampered_header_is_rejected(offset, value, match):
     data = bytearray(SAMPLES[0].to_bytes())

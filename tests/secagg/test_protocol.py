@@ -194,7 +194,7 @@ def test_unmask_with_forged_consistency_signatures_is_refused():
     twice = (req.signatures[0], req.signatures[0], *req.signatures[1:3])
     with pytest.raises(InvalidMessageError, match="increasing"):  # the wire format refuses repeats
         clients[4].unmask(wire(dataclasses.replace(req, signatures=twice)))
-    with pytest.raises(UnsafeRequestError, match="twice"):  # and so does the session, given objects
+    with pytest.raises(InvalidMessageError, match="increasing"):  # and so does the session, given objects
         clients[4].unmask(dataclasses.replace(req, signatures=twice))
     assert clients[5].unmask(wire(req)) is not None  # the full, honest request is answered
     # forged advertised keys are caught by the server before anything is shared
@@ -348,7 +348,11 @@ def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> N
     view = [victim, *colluders]
     sessions = {i: ClientSession(cfg, i) for i in view}
     adv = {i: sessions[i].advertise_keys() for i in view}
-    bcast = KeysBroadcast(cfg.round_id, tuple(KeyEntry(i, adv[i].c_pk, adv[i].s_pk) for i in view))
+    bcast = KeysBroadcast(
+        cfg.round_id,
+        tuple(KeyEntry(i, adv[i].c_pk, adv[i].s_pk) for i in view),
+        model_hash=cfg.model_hash,
+    )
     with pytest.raises(ThresholdError):
         sessions[victim].share_keys(bcast)
     # with its real neighbours in view, the victim shares only with them, whoever else is shown
@@ -356,6 +360,10 @@ def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> N
     s2 = {i: ClientSession(cfg, i) for i in full_view}
     adv2 = {i: s2[i].advertise_keys() for i in full_view}
     out = s2[victim].share_keys(
-        KeysBroadcast(cfg.round_id, tuple(KeyEntry(i, adv2[i].c_pk, adv2[i].s_pk) for i in full_view))
+        KeysBroadcast(
+            cfg.round_id,
+            tuple(KeyEntry(i, adv2[i].c_pk, adv2[i].s_pk) for i in full_view),
+            model_hash=cfg.model_hash,
+        )
     )
     assert {v for v, _ in out.ciphertexts} == real
