@@ -122,5 +122,7 @@ def test_attack_extension_point_and_errors(pool):
     with pytest.raises(AuditError, match="unknown membership attack"):
         membership_audit(factory(), x, y, member, "classification", attacks=["magic"])
     with pytest.raises(AuditError, match="even"):
-        membership_audit(factory(), x, y, member, "classification", attacks=[RMIA()],
-                         recipe=TrainingRecipe(factory, start, "classification", 1, 16, 0.1), shadows=3)  # fmt: skip
+        recipe = TrainingRecipe(factory, start, "classification", 1, 16, 0.1)
+        membership_audit(
+            factory(), x, y, member, "classification", attacks=[RMIA()], recipe=recipe, shadows=3
+        )
