@@ -68,6 +68,11 @@ class SecAggConfig:
         c = self.max_corrupt
         if not _is_int(c) or not 0 <= c < n:
             raise SecAggConfigError(f"max_corrupt must be an int in [0, n={n}), got {c!r}")
+        if k == n - 1 and t <= c:
+            raise SecAggConfigError(
+                f"threshold t={t} can be met by the {c} corrupt clients tolerated at the complete graph: "
+                f"need t > max_corrupt"
+            )
         ms = self.min_survivors
         if ms is None:
             object.__setattr__(self, "min_survivors", t)

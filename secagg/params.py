@@ -6,6 +6,13 @@ the Harary graph H(n, k) is laid on a uniformly random permutation. We compute, 
   correctness  n * P[Binom(k, 1 - delta) < t]           <= 2^-eta
   connectivity C(n, 2) * ((c + ceil(delta n)) / n)^k    <= 2^-sigma  (two runs of k/2 bad nodes cut the ring)
 and return the smallest even k (or the complete graph, k = n - 1) with the largest t meeting all three.
+
+Small cohorts cannot meet those tails at all (n = 10 at 10 % dropout); there the complete graph is
+returned with a deterministic rule instead (`tail_bounds=False`): t is the largest threshold that still
+tolerates floor-rounded delta (n - 1) dropouts among a client's n - 1 neighbours, and it must exceed
+every corrupt client the config tolerates (t > c; t' = 2t - k > c semi-malicious), so the colluders can
+never meet it (Bonawitz et al. 2017, Sec. 4: security needs t > corrupt count). No such t: the config is
+refused with a one-line reason.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ class Parameters:
     log2_security_failure: float
     log2_correctness_failure: float
     log2_disconnect: float
+    tail_bounds: bool = True  # False: the small-cohort complete graph, chosen by the deterministic rule
 
 
 def _log2(p: float) -> float:
@@ -89,7 +97,11 @@ def choose_parameters(
     sigma: int = SIGMA,
     eta: int = ETA,
 ) -> Parameters:
-    """Smallest k (even, or n - 1 for the complete graph) and the largest t meeting the bounds above."""
+    """Smallest k (even, or n - 1 for the complete graph) and the largest t meeting the bounds above;
+    for cohorts too small for them, the complete graph by the deterministic rule of the module docstring.
+
+    Public so that `SecAggConfig.create`, `secure_sum` and the federated core use the same parameters;
+    pass `max_corrupt = floor(corrupt_fraction * n)` to the config built from them."""
     _check_rates(n, dropout_rate, corrupt_fraction, semi_malicious)
     if sigma < 1 or eta < 1:
         raise SecAggConfigError(f"sigma and eta must be >= 1, got sigma={sigma}, eta={eta}")
@@ -121,7 +133,22 @@ def choose_parameters(
         sec = _log2(hypergeom_tail_ge(n - 1, corrupt, k, t_sec)) + log2_n
         if sec <= -sigma:
             return Parameters(k, t, complete, sec, corr, log2_disc)
-    raise SecAggConfigError(
-        f"no (k, t) for n={n}, dropout_rate={dropout_rate}, corrupt_fraction={corrupt_fraction}, "
-        f"semi_malicious={semi_malicious} meets sigma={sigma}, eta={eta}: lower the rates or add clients"
-    )
+    return _complete_graph_fallback(n, dropout_rate, corrupt, semi_malicious)
+
+
+def _complete_graph_fallback(n: int, dropout_rate: float, corrupt: int, semi_malicious: bool) -> Parameters:
+    """The complete graph for cohorts too small for the tail bounds: the largest t that tolerates
+    floor-rounded delta (n - 1) dropped neighbours, refused unless the tolerated colluders cannot meet it."""
+    k = n - 1
+    t_max = max(1, math.floor((1.0 - dropout_rate) * k + 1e-9))
+    # curious server: t > c; semi-malicious: 2t - k > c, i.e. t > (k + c) / 2 (Bell et al. 2020, Sec. 4)
+    t_min = (k + corrupt) // 2 + 1 if semi_malicious else corrupt + 1
+    if t_min > t_max:
+        mode = "semi-malicious, t > (k + c)/2" if semi_malicious else "t > c"
+        raise SecAggConfigError(
+            f"no safe threshold for n={n}: {corrupt} tolerated corrupt clients need t >= {t_min} ({mode}) "
+            f"but tolerating dropout_rate={dropout_rate} allows at most t = {t_max}; "
+            "add clients or lower the rates"
+        )
+    corr = _log2(binomial_tail_ge(k, dropout_rate, k - t_max + 1)) + math.log2(n)
+    return Parameters(k, t_max, True, -math.inf, corr, -math.inf, tail_bounds=False)

@@ -252,3 +252,67 @@ def test_ill_typed_message_objects_raise_a_typed_error_at_the_session_boundary()
         clients[3].masked_input(dataclasses.replace(routed[3], ciphertexts=None), vectors(cfg)[3])
     with pytest.raises(InvalidMessageError):
         fresh(4).share_keys(KeysBroadcast(cfg.round_id, ((1, 2),), model_hash=cfg.model_hash))
+
+
+# --- finding 3: silent fallbacks --------------------------------------------------------------------------
+
+
+def test_choose_parameters_covers_small_cohorts_and_never_lets_the_colluders_meet_t():
+    """Finding 3 (small cohorts): fl_core fell back to its own complete graph, and with corrupt_fraction
+    0.45 at n = 20 picked t = 9 = the corrupt clients tolerated. choose_parameters now answers for every
+    n >= 2 where a safe t exists, and refuses with a one-line reason otherwise."""
+    import math
+
+    from secagg import SecAggConfigError, choose_parameters
+
+    p = choose_parameters(20, dropout_rate=0.1, corrupt_fraction=0.45)
+    assert p.complete and p.neighbours == 19 and p.threshold > 9
+    answered = refused = 0
+    for n in range(2, 41):
+        for gamma in (0.0, 0.05, 0.2, 0.45):
+            for delta in (0.0, 0.1, 0.3):
+                for semi in (False, True):
+                    if gamma + (2 if semi else 1) * delta > 0.9:
+                        continue
+                    c = math.floor(gamma * n)
+                    try:
+                        p = choose_parameters(n, dropout_rate=delta, corrupt_fraction=gamma, semi_malicious=semi)
+                    except SecAggConfigError as exc:
+                        assert "\n" not in str(exc) and f"n={n}" in str(exc)
+                        refused += 1
+                        continue
+                    answered += 1
+                    k, t = p.neighbours, p.threshold
+                    assert 1 <= t <= k <= n - 1
+                    if p.complete:  # every tolerated colluder may be a neighbour
+                        assert (2 * t - k if semi else t) > c
+                        # and a config built from it is accepted
+                        SecAggConfig(tuple(range(n)), 4, threshold=t, neighbours=k, max_corrupt=c)
+                    else:
+                        assert p.tail_bounds and p.log2_security_failure <= -40
+    assert answered > refused > 0
+    # the config refuses by itself a complete-graph threshold the colluders can meet
+    with pytest.raises(SecAggConfigError, match="max_corrupt"):
+        SecAggConfig(tuple(range(20)), 4, threshold=9, neighbours=19, max_corrupt=9)
+
+
+@pytest.mark.parametrize("n", range(2, 13))
+@pytest.mark.parametrize("drop", [None, "masked_input", "unmask"])
+def test_secure_sum_works_for_every_small_cohort(n, drop):
+    """Finding 3: secure_sum with its own parameters works for every n >= 2 (exact within the stated
+    error), or aborts with ThresholdError, revealing nothing, where no threshold tolerates the dropout
+    (n = 2: one survivor's input would be alone in the sum; its one holder is also the one that left)."""
+    from secagg import ThresholdError, secure_sum
+
+    rng = np.random.default_rng(n)
+    vecs = [rng.uniform(-1, 1, 50) for _ in range(n)]
+    drops = {n - 1: drop} if drop else None
+    if n == 2 and drop:
+        with pytest.raises(ThresholdError):
+            secure_sum(vecs, clip_range=1.0, dropouts=drops, rng=rng)
+        return
+    total, r = secure_sum(vecs, clip_range=1.0, dropouts=drops, rng=rng)
+    assert r.config.complete_graph and r.config.threshold > r.config.max_corrupt
+    ref = np.sum([vecs[c] for c in r.survivors], axis=0)
+    assert np.abs(total - ref).max() <= r.max_abs_error
+    assert len(r.survivors) == (n - 1 if drop == "masked_input" else n)

@@ -117,11 +117,16 @@ def test_chosen_k_t_meet_the_stated_bounds(n, delta, gamma, semi):
     try:
         p = choose_parameters(n, dropout_rate=delta, corrupt_fraction=gamma, semi_malicious=semi)
     except SecAggConfigError as exc:
-        assert n <= 30 and "no (k, t)" in str(exc)  # small cohorts cannot meet sigma = 40 / eta = 20
+        assert n <= 30 and "no safe threshold" in str(exc)
         return
     k, t = p.neighbours, p.threshold
     assert 1 <= t <= k <= n - 1 and (k % 2 == 0 or k == n - 1)
     c = math.floor(gamma * n)
+    if not p.tail_bounds:  # small cohorts cannot meet sigma = 40 / eta = 20: the deterministic rule
+        assert n <= 30 and p.complete and k == n - 1
+        assert t == max(1, math.floor((1 - delta) * k + 1e-9))  # tolerates delta (n - 1) dropped neighbours
+        assert (2 * t - k if semi else t) > c  # the tolerated colluders cannot meet t
+        return
     t_sec = 2 * t - k if semi else t
     assert n * hypergeom_tail_ge(n - 1, c, k, t_sec) <= 2.0**-40
     assert n * binomial_tail_ge(k, delta, k - t + 1) <= 2.0**-20
