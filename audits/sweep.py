@@ -267,7 +267,7 @@ def _value_label(value: Any) -> str:
         return str(int(value)) if value != 0 else "0"
     if isinstance(value, Mapping):
         if not value:
-            return "none"
+            return "ideal"  # the only table-valued config key is devices.mix; empty means this machine
         weights = {float(v) for v in value.values() if isinstance(v, (int, float))}
         if weights == {1.0} or len(value) == 1:
             return "+".join(str(k) for k in value)
