@@ -1,9 +1,10 @@
 """In-memory transport: runs a whole round in one process, every message through its byte encoding.
 
 For simulation and tests. The transcript records exactly the bytes the server received and sent; byte
-counts and each party's seconds (time.perf_counter around its calls: parties run one at a time, so the
-elapsed time is that party's work, on the same clock as the simulator's training time) feed the FL
-simulator's cost model. The `*_cpu_s` names keep their meaning: one thread's computing time.
+counts and each party's seconds feed the FL simulator's cost model, on two clocks (issue 13, "one
+clock"): `*_cpu_s` is CPU time (`time.thread_time` around the party's calls: what it computed, whatever
+else the machine runs), `*_wall_s` is elapsed time (`time.perf_counter`: parties run one at a time, so
+this is that party's work plus any wait for a contended CPU, on the simulator's training clock).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ _BY_NAME = {v: k for k, v in STAGE_NAMES.items()}
 
 @dataclass(frozen=True)
 class RoundCost:
-    """Bytes and CPU a round spent before it aborted (attached to ThresholdError as `.cost`)."""
+    """Bytes, CPU and wall seconds a round spent before it aborted (ThresholdError's `.cost`)."""
 
     bytes_up: dict[int, dict[str, int]]
     bytes_down: dict[int, dict[str, int]]
     client_cpu_s: dict[int, float]
     server_cpu_s: float
+    client_wall_s: dict[int, float] = field(default_factory=dict)
+    server_wall_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class AggregateResult:
     client_cpu_s: dict[int, float]
     server_cpu_s: float
     encoding: FixedPointEncoding | None = field(default=None)
+    client_wall_s: dict[int, float] = field(default_factory=dict)
+    server_wall_s: float = 0.0
     unverified: tuple[int, ...] = ()
 
     @property
@@ -139,22 +144,25 @@ def aggregate(
     up = {cid: dict.fromkeys(STAGE_NAMES.values(), 0) for cid in ids}
     down = {cid: dict.fromkeys(STAGE_NAMES.values(), 0) for cid in ids}
     cpu = dict.fromkeys(ids, 0.0)
-    server_cpu = 0.0
+    wall = dict.fromkeys(ids, 0.0)
+    server_cpu = server_wall = 0.0
 
     def on_client(cid: int, fn: Callable[[], T]) -> T:
-        c0 = time.perf_counter()
+        c0, w0 = time.thread_time(), time.perf_counter()
         try:
             return fn()
         finally:
-            cpu[cid] += time.perf_counter() - c0
+            cpu[cid] += time.thread_time() - c0
+            wall[cid] += time.perf_counter() - w0
 
     def on_server(fn: Callable[[], T]) -> T:
-        nonlocal server_cpu
-        c0 = time.perf_counter()
+        nonlocal server_cpu, server_wall
+        c0, w0 = time.thread_time(), time.perf_counter()
         try:
             return fn()
         finally:
-            server_cpu += time.perf_counter() - c0
+            server_cpu += time.thread_time() - c0
+            server_wall += time.perf_counter() - w0
 
     def send_up(stage: Stage, cid: int, msg: Message) -> None:
         data = on_client(cid, msg.to_bytes)
@@ -207,7 +215,14 @@ def aggregate(
             send_up(Stage.UNMASK, cid, on_client(cid, lambda c=cid: clients[c].unmask(inbox[c])))
         total = on_server(server.finish)
     except ThresholdError as exc:  # the abort reveals nothing; what the round cost so far is still real
-        exc.cost = RoundCost(bytes_up=up, bytes_down=down, client_cpu_s=cpu, server_cpu_s=server_cpu)
+        exc.cost = RoundCost(
+            bytes_up=up,
+            bytes_down=down,
+            client_cpu_s=cpu,
+            server_cpu_s=server_cpu,
+            client_wall_s=wall,
+            server_wall_s=server_wall,
+        )
         raise
     return AggregateResult(
         sum=total,
@@ -220,6 +235,8 @@ def aggregate(
         client_cpu_s=cpu,
         server_cpu_s=server_cpu,
         unverified=server.unverified,
+        client_wall_s=wall,
+        server_wall_s=server_wall,
     )
 
 
@@ -243,12 +260,14 @@ def secure_sum(
         raise SecAggConfigError("no input vectors")
     enc = FixedPointEncoding.for_clients(len(vectors), clip_range, bits)
     gen = rng if rng is not None else np.random.default_rng()
-    encoded, enc_cpu = [], []
+    encoded, enc_cpu, enc_wall = [], [], []
     for v in vectors:
-        c0 = time.perf_counter()
+        c0, w0 = time.thread_time(), time.perf_counter()
         encoded.append(enc.encode(v, gen))
-        enc_cpu.append(time.perf_counter() - c0)
+        enc_cpu.append(time.thread_time() - c0)
+        enc_wall.append(time.perf_counter() - w0)
     result = aggregate(encoded, config, dropouts=dropouts, record_transcript=record_transcript)
     cpu = {cid: s + enc_cpu[cid] for cid, s in result.client_cpu_s.items()}
-    result = replace(result, client_cpu_s=cpu, encoding=enc)
+    wall = {cid: s + enc_wall[cid] for cid, s in result.client_wall_s.items()}
+    result = replace(result, client_cpu_s=cpu, client_wall_s=wall, encoding=enc)
     return enc.decode_sum(result.sum), result

@@ -367,3 +367,21 @@ def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> N
         )
     )
     assert {v for v, _ in out.ciphertexts} == real
+
+
+def test_results_report_cpu_and_wall_time_on_separate_clocks() -> None:
+    """Issue 13 "one clock": *_cpu_s is thread CPU time, *_wall_s elapsed time, for every client and the
+    server, on success and in an abort's cost. A single-threaded party cannot compute longer than it
+    ran, so wall >= CPU (up to clock granularity)."""
+    cfg = make_config(8, k=4, t=3, d=2000)
+    r = aggregate(vectors(cfg, 3), cfg, dropouts={2: "masked_input"})
+    assert set(r.client_cpu_s) == set(r.client_wall_s) == set(cfg.client_ids)
+    for c in cfg.client_ids:
+        assert 0 < r.client_cpu_s[c] <= r.client_wall_s[c] + 1e-3
+    assert 0 < r.server_cpu_s <= r.server_wall_s + 1e-3
+    total, fr = secure_sum([np.zeros(2000)] * 8, clip_range=1.0, config=cfg)
+    assert all(fr.client_wall_s[c] >= fr.client_cpu_s[c] - 1e-3 for c in cfg.client_ids)
+    with pytest.raises(ThresholdError) as info:
+        aggregate(vectors(cfg, 3), cfg, dropouts=dict.fromkeys(range(6), "masked_input"))
+    cost = info.value.cost
+    assert set(cost.client_wall_s) == set(cfg.client_ids) and cost.server_wall_s > 0
