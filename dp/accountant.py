@@ -498,6 +498,13 @@ class ClientLedgers:
     ) -> None:
         self.ledger(client_id).commit(event, label=label, round_id=round_id)
 
+    def projected_epsilon(self, client_id: str, event: dpa.DpEvent) -> float:
+        """epsilon of the client's ledger if `event` were committed; a query never creates a ledger."""
+        acc = self._ledgers.get(str(client_id))
+        if acc is None:
+            acc = PrivacyAccountant(delta=self.delta, pld_discretization=self.pld_discretization)
+        return acc.projected_epsilon(event)
+
     def epsilon(self, client_id: str) -> float:
         return self.ledger(client_id).epsilon()
 

@@ -126,6 +126,8 @@ class DPSection(_Section):
     adaptive_clipping: bool = False
     target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
     clip_learning_rate: PositiveFloat = 0.2
+    #: std of the noise on the adaptive-clipping count (Andrew et al. 2021); default: expected cohort / 20
+    count_stddev: PositiveFloat | None = None
     delta: float = Field(1e-5, gt=0.0, lt=1.0)
     max_epsilon: PositiveFloat | None = None
     seed: int | None = Field(None, ge=0)
@@ -195,6 +197,7 @@ class RunConfig(_Section):
         if self.dp.mode in ("central", "distributed") and self.dp.target_epsilon is not None:
             if self.sampling.mode != "poisson":
                 raise ValueError("dp.target_epsilon calibration needs sampling.mode='poisson'")
+        _check_privacy(self)
         if self.audit.canary_clients and self.dp.mode == "local":
             raise ValueError(
                 "audit.canary_clients audits client-level privacy; under dp.mode='local' (sample-level "
@@ -205,6 +208,31 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         """Resolved config as plain data, with None values dropped (TOML has no null)."""
         return _drop_none(self.model_dump(mode="json"))
+
+
+def _check_privacy(cfg: RunConfig) -> None:
+    """The privacy rules live in one place, `PrivacySpec`: build it from the config to apply them here."""
+    from fl_core.privacy import PrivacySpec
+
+    d, sa = cfg.dp, cfg.secagg
+    try:
+        spec = PrivacySpec(
+            mode=d.mode,
+            secagg=sa.enabled,
+            clip_norm=d.clip_norm,
+            noise_multiplier=d.noise_multiplier or 1.0,
+            adaptive_clipping=d.adaptive_clipping,
+            count_stddev=d.count_stddev,
+            max_epsilon=d.max_epsilon,
+            clip_range=sa.clip_range,
+            dropout_tolerance=sa.dropout_tolerance,
+            corrupt_fraction=sa.corrupt_fraction,
+            mechanism=d.mechanism,
+            ddg_bits=d.ddg_bits,
+        )
+        spec.check_setup(sampling_mode=cfg.sampling.mode, upload_bits=cfg.train.upload_bits)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _drop_none(obj: Any) -> Any:

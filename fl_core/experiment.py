@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ from fl_core.data import Dataset, load_dataset, partition
 from fl_core.devices import assign_profiles
 from fl_core.errors import ConfigError, DataError
 from fl_core.models import build_model, get_flat, num_parameters, set_flat
-from fl_core.pipeline import PrivacySpec
+from fl_core.privacy import PrivacySpec
 from fl_core.rundir import MEMBERSHIP_FILE, RunDirectory
 from fl_core.sampling import ClientSampler
 from fl_core.server import FaultModel, FederatedServer
@@ -384,20 +383,21 @@ def _calibrate_local(config: RunConfig, client_sizes: list[int]) -> float:
 
 
 def privacy_spec(config: RunConfig, noise_multiplier: float, client_sizes: list[int]) -> PrivacySpec:
-    """The pipeline's privacy settings from the run config (combination errors are ConfigErrors)."""
+    """The run's privacy settings from the config (combination errors are ConfigErrors)."""
     d, sa = config.dp, config.secagg
     return PrivacySpec(
-        dp=d.mode,
+        mode=d.mode,
         secagg=sa.enabled,
         clip_norm=d.clip_norm,
         noise_multiplier=noise_multiplier,
         adaptive_clipping=d.adaptive_clipping,
         target_quantile=d.target_quantile,
         clip_learning_rate=d.clip_learning_rate,
+        count_stddev=d.count_stddev,
         delta=d.delta,
         max_epsilon=d.max_epsilon,
-        noise_seed=d.seed,
-        secagg_range=sa.clip_range,
+        seed=d.seed,
+        clip_range=sa.clip_range,
         weight_cap=sa.weight_cap or max(client_sizes),  # default: every client's count is exact
         dropout_tolerance=sa.dropout_tolerance,
         corrupt_fraction=sa.corrupt_fraction,
@@ -408,40 +408,41 @@ def privacy_spec(config: RunConfig, noise_multiplier: float, client_sizes: list[
 
 def privacy_summary(config: RunConfig, spec: PrivacySpec, server: FederatedServer) -> dict[str, Any]:
     """privacy.json: what was promised, what it cost, and the caveats in plain words."""
-    out: dict[str, Any] = {"dp_mode": spec.dp, "secagg": spec.secagg}
-    if spec.dp == "none":
+    out: dict[str, Any] = {"dp_mode": spec.mode, "secagg": spec.secagg, "mechanism": server.mechanism.name}
+    if spec.mode == "none":
         out["statement"] = "no differential privacy: the trained model carries no formal privacy guarantee"
     else:
-        pipe = server.pipeline
+        mech = server.mechanism
+        charged = getattr(mech, "accountant", None)
         out.update(
             {
                 "delta": spec.delta,
                 "noise_multiplier": spec.noise_multiplier,
                 "clip_norm": spec.clip_norm,
-                "final_clip_norm": pipe.clip_norm,
                 "max_epsilon": spec.max_epsilon,
-                "epsilon": pipe.epsilon(),
-                "rounds_charged": (
-                    len(pipe.accountant.entries) if pipe.accountant is not None else len(server.history)
-                ),
-                "noise_seeded": spec.noise_seed is not None,
+                "epsilon": mech.epsilon(),
+                "rounds_charged": len(charged.entries) if charged is not None else len(server.history),
+                "noise_seeded": spec.seed is not None,
             }
         )
-        if pipe.accountant is not None:
-            rep = pipe.accountant.report() if pipe.accountant.entries else None
-            out["epsilon_pld"] = rep.epsilon_pld if rep else 0.0
-            out["epsilon_rdp"] = rep.epsilon_rdp if rep else 0.0
-            out["accountant"] = rep.method if rep else "none"
-            out["ledger"] = json.loads(pipe.accountant.to_json())
+        out.update(mech.summary())
+        if spec.client_level_dp:
             level = "client-level (one client's whole data)"
+            if config.sampling.mode == "fixed":
+                out["neighbouring"] = "replace-one client (fixed cohorts), accounted by RDP"
+            else:
+                out["neighbouring"] = "add or remove one client (Poisson sampling)"
         else:
             level = "sample-level (one training example), worst client"
-            out["client_epsilons"] = pipe.ledgers.epsilons() if pipe.ledgers is not None else {}
+            out["neighbouring"] = (
+                "add or remove one training example of a client (DP-SGD with Poisson batches); each client "
+                "has its own ledger, charged for every round it trained"
+            )
             modes = {getattr(c, "grad_sample_mode", None) for c in server.clients} - {None}
             out["grad_sample_mode"] = sorted(modes)  # chosen by dp.local: the fastest the model supports
         eps = out["epsilon"]
         out["statement"] = f"({eps:.3g}, {spec.delta:g})-DP at the {level} after {len(server.history)} rounds"
-        if spec.dp == "distributed":
+        if spec.mode == "distributed":
             out["caveat_dropouts"] = (
                 "each client adds noise sized for the smallest cohort secagg lets a round finish with "
                 f"(ceil((1 - {spec.dropout_tolerance}) x started clients)); a round that finishes with more "
@@ -452,9 +453,7 @@ def privacy_summary(config: RunConfig, spec: PrivacySpec, server: FederatedServe
             "timing and byte counts are released as they are; a secure-aggregation round that aborts "
             "(too few survivors) is not charged, although whether it aborts can depend on the cohort size."
         )
-        if config.sampling.mode == "fixed":
-            out["neighbouring"] = "replace-one (fixed cohorts), accounted by RDP"
-        if spec.noise_seed is not None:
+        if spec.seed is not None:
             out["warning"] = "noise drawn from a user-given seed: reproducible, NOT for production"
     if server.stopped:
         out["stopped"] = server.stopped

@@ -1,27 +1,41 @@
-"""The server's round loop: sample a cohort, check the privacy budget, broadcast, let devices train
-(with availability, failures and a deadline), run the privacy pipeline, update the model, evaluate,
-and record the round.
+"""The server's round as one straight sequence of named steps, with faults, timing and records beside it:
 
+    open (sample, faults, round id) -> budget check -> train -> client side (mechanism) -> aggregate
+    (aggregator) -> server side (mechanism) -> strategy -> charge -> record
+
+What depends on the privacy mode lives in the `Mechanism` (`fl_core.mechanisms`), what depends on how
+updates travel in the `Aggregator` (`fl_core.aggregators`); the round below branches on neither.
 Every message is serialized (`fl_core.wire` in plaintext, secagg's canonical encoding otherwise), so
 bytes up/down are the real encoded sizes.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from dp_accounting import DpEvent
 
+from fl_core.aggregators import (
+    Aggregator,
+    PlaintextAggregator,
+    SecureAggregator,
+    Transmission,
+    rejection_reason,
+)
 from fl_core.client import Client
 from fl_core.devices import IDEAL, DeviceProfile
 from fl_core.errors import ConfigError, TrainingDivergedError, UpdateRejectedError
-from fl_core.pipeline import STAGES, PrivacySpec, RoundPipeline, Sums
+from fl_core.mechanisms import Contribution, Mechanism, RoundContext, Sums, build_mechanism
+from fl_core.privacy import PrivacySpec
 from fl_core.sampling import ClientSampler
 from fl_core.strategies import Strategy
-from fl_core.types import ClientUpdate, ModelVector, RoundConfig, RoundRecord
+from fl_core.types import ModelVector, RoundConfig, RoundRecord
 from fl_core.wire import encode_global
 
 EvaluateFn = Callable[[ModelVector], dict[str, float]]
@@ -48,10 +62,38 @@ class FaultModel:
         return self.profiles[cid] if self.profiles else IDEAL
 
 
+@dataclass
+class _Round:
+    """Bookkeeping of one round beside its steps: who was available, failed, trained; device time."""
+
+    ctx: RoundContext
+    cohort: list[int]
+    available: list[int]
+    fail_at: dict[int, str]
+    config: RoundConfig | None = None
+    download: int = 0
+    compute: dict[int, float] = field(default_factory=dict)
+    drop_stage: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+    trained: list[int] = field(default_factory=list)
+
+
+def build_aggregator(spec: PrivacySpec, upload_bits: int = 32, seed: int = 0) -> Aggregator:
+    """The aggregator a spec asks for: secagg when `spec.secagg`, plaintext (maybe quantized) otherwise."""
+    if spec.secagg:
+        return SecureAggregator(
+            weight_cap=spec.weight_cap,
+            metric_scale=spec.metric_scale,
+            dropout_tolerance=spec.dropout_tolerance,
+            corrupt_fraction=spec.corrupt_fraction,
+        )
+    return PlaintextAggregator(upload_bits, seed)
+
+
 class FederatedServer:
     """Runs rounds over in-process clients; deterministic under `seed` (sampling and faults).
 
-    `privacy` switches on the private pipeline (client-level or sample-level DP, secure aggregation);
+    `privacy` (a PrivacySpec) picks the mechanism and the aggregator; both can also be given directly.
     `local_event` gives the DP-SGD DpEvent a client's local training costs (sample-level DP budget).
     """
 
@@ -66,7 +108,9 @@ class FederatedServer:
         evaluate_fn: EvaluateFn | None = None,
         faults: FaultModel | None = None,
         privacy: PrivacySpec | None = None,
-        local_event: Callable[[int], Any] | None = None,
+        mechanism: Mechanism | None = None,
+        aggregator: Aggregator | None = None,
+        local_event: Callable[[int], DpEvent] | None = None,
         upload_bits: int = 32,
         seed: int = 0,
     ) -> None:
@@ -82,144 +126,157 @@ class FederatedServer:
         if self.faults.profiles and len(self.faults.profiles) != len(self.clients):
             raise ConfigError(f"{len(self.faults.profiles)} device profiles for {len(self.clients)} clients")
         self.spec = privacy or PrivacySpec()
-        if self.spec.dp == "local" and local_event is None:
+        self.mechanism = mechanism or build_mechanism(
+            self.spec, dim=self.weights.size, sampler=sampler, upload_bits=upload_bits
+        )
+        self.aggregator = aggregator or build_aggregator(self.spec, upload_bits, seed)
+        if self.mechanism.needs_local_events and local_event is None:
             raise ConfigError("dp.mode='local' needs the DP-SGD event of each client (local_event)")
         self.local_event = local_event
-        self.pipeline = RoundPipeline(
-            self.spec,
-            dim=self.weights.size,
-            sampler=sampler,
-            strategy=strategy,
-            upload_bits=upload_bits,
-            seed=seed,
-        )
         sample_ss, fault_ss = np.random.SeedSequence(seed).spawn(2)
         self._sample_rng = np.random.default_rng(sample_ss)
         self._fault_rng = np.random.default_rng(fault_ss)
         self.history: list[RoundRecord] = []
         self.participants: list[tuple[int, ...]] = []  # per round: the clients whose update was summed
         self.stopped: str | None = None
+        self.last_transmission: Transmission | None = None
         self.strategy.initialize(self.weights)
 
-    def _draw_faults(self, cohort: np.ndarray) -> tuple[list[int], dict[int, str], list[int]]:
-        """(available clients, failure stage per failing client, unavailable clients) for one round."""
-        available, unavailable, fail_at = [], [], {}
-        stages = STAGES if self.spec.secagg else STAGES[:1]
-        for cid in cohort.tolist():
+    # ------------------------------------------------------------------ the round
+
+    def run_round(self, round_: int) -> RoundRecord | None:
+        """One round, or None (and `stopped` set) if the privacy budget does not allow it to start."""
+        t0 = time.perf_counter()
+        rnd = self._open(round_)
+        why = self.mechanism.budget_stop(rnd.ctx)
+        if why is not None:
+            self.stopped = f"budget: before round {round_}, {why}"
+            return None
+        updates = self._train(rnd)
+        contributions = self._client_side(rnd, updates)
+        tx = self.aggregator.aggregate(rnd.ctx, contributions, rnd.drop_stage, self.mechanism, self.weights)
+        sums = tx.sums
+        if sums is None and tx.aborted is None and self.mechanism.release_empty:
+            sums = Sums.empty(self.weights.size, rnd.ctx.started)  # emptiness is private too
+        info: dict[str, Any] = {}
+        if sums is not None:
+            mean, info = self.mechanism.server_side(sums, rnd.ctx)
+            if mean is not None:
+                self._apply(round_, self.strategy.apply(self.weights, mean, round_), rnd)
+        self.mechanism.charge(rnd.ctx, released=sums is not None, trained=rnd.trained)
+        return self._record(rnd, tx, sums, info, t0)
+
+    # ------------------------------------------------------------------ its steps
+
+    def _open(self, round_: int) -> _Round:
+        """Sample the cohort, draw who is offline or fails (and at which stage), pick a fresh round id."""
+        cohort = self.sampler.sample(self._sample_rng).tolist()
+        available, fail_at = self._draw_faults(cohort)
+        events = {c: self.local_event(c) for c in cohort} if self.local_event is not None else {}
+        ctx = RoundContext(round_, len(available), os.urandom(16), events)
+        return _Round(ctx, cohort, available, fail_at)
+
+    def _draw_faults(self, cohort: list[int]) -> tuple[list[int], dict[int, str]]:
+        available, fail_at = [], {}
+        stages = self.aggregator.stages
+        for cid in cohort:
             prof = self.faults.profile(cid)
             online, fail, stage = self._fault_rng.random(3)
             if online >= prof.availability:
-                unavailable.append(cid)
                 continue
             available.append(cid)
             p_fail = 1.0 - (1.0 - prof.failure_rate) * (1.0 - self.faults.dropout_rate)
             if fail < p_fail:
                 fail_at[cid] = stages[min(int(stage * len(stages)), len(stages) - 1)]
-        return available, fail_at, unavailable
+        return available, fail_at
 
-    def run_round(self, round_: int) -> RoundRecord | None:
-        """One round, or None (and `stopped` set) if the privacy budget does not allow it to start."""
-        t0 = time.perf_counter()
-        cohort = self.sampler.sample(self._sample_rng)
-        local_events = (
-            {c: self.local_event(c) for c in cohort.tolist()} if self.local_event is not None else None
+    def _train(self, rnd: _Round) -> dict[int, Any]:
+        """Broadcast the model; every available client that does not fail in training runs `fit`."""
+        config = replace(
+            self.base_config, round=rnd.ctx.round, extra=dict(self.strategy.client_config(rnd.ctx.round))
         )
-        available, fail_at, _unavailable = self._draw_faults(cohort)
-        reason = self.pipeline.budget_stop(local_events, started=len(available))
-        if reason is not None:
-            self.stopped = f"budget: before round {round_}, {reason}"
-            return None
-        config = replace(self.base_config, round=round_, extra=dict(self.strategy.client_config(round_)))
         if "proximal_mu" in config.extra:
             config = replace(config, proximal_mu=float(config.extra["proximal_mu"]))
-        down = encode_global(self.weights, config)
+        rnd.config = config
+        rnd.download = len(encode_global(self.weights, config))
+        updates = {}
+        for cid in rnd.available:
+            if rnd.fail_at.get(cid) != "training":
+                updates[cid] = self.clients[cid].fit(self.weights, config)
+                rnd.trained.append(cid)
+        return updates
 
-        # client side: train, then clip / noise / pack (the device's own work)
-        contributions: dict[int, ClientUpdate] = {}
-        client_time: dict[int, float] = {}
-        compute: dict[int, float] = {}
-        drop_stage: dict[int, str] = {}
-        rejected: list[int] = []
-        trained: list[int] = []
-        # the deadline is judged on training plus the upload of one full vector (before any secagg work)
-        up_estimate = self.pipeline.upload_bits // 8 * self.weights.size + 64
-        for cid in available:
-            if fail_at.get(cid) == "training":
-                continue
-            update = self.clients[cid].fit(self.weights, config)
-            trained.append(cid)
-            prof = self.faults.profile(cid)
-            side_t0 = time.perf_counter()  # clipping and noise shares run on the device too
+    def _client_side(self, rnd: _Round, updates: dict[int, Any]) -> dict[int, Contribution]:
+        """The mechanism's device step (timed as the device's compute); stragglers past the deadline drop
+        before their masked input, failing clients at their drawn stage."""
+        out: dict[int, Contribution] = {}
+        up = self.aggregator.upload_estimate(self.weights.size)
+        for cid, update in updates.items():
+            t0 = time.perf_counter()
             try:
-                contributions[cid] = self.pipeline.client_side(update, started=len(available))
-            except UpdateRejectedError:
-                rejected.append(cid)
+                out[cid] = self.mechanism.client_side(update, rnd.ctx)
+            except UpdateRejectedError as exc:
+                rnd.rejected[cid] = rejection_reason(exc)
                 continue
             finally:
-                compute[cid] = update.compute_s + time.perf_counter() - side_t0
-                client_time[cid] = prof.round_time(compute[cid], len(down), up_estimate)
-            late = self.faults.deadline_s is not None and client_time[cid] > self.faults.deadline_s
-            if late:
-                drop_stage[cid] = "masked_input"
-            elif cid in fail_at:
-                drop_stage[cid] = fail_at[cid]
-        if not self.spec.secagg:  # in plaintext, a client that fails or is late simply never uploads
-            for cid in drop_stage:
-                contributions.pop(cid, None)
-
-        # transmit: plaintext upload, or encode -> mask -> sum -> unmask -> decode
-        tx = self.pipeline.transmit(round_, contributions, drop_stage, self.weights, started=len(available))
-        rejected.extend(tx.rejected)
-        sums = tx.sums
-        if sums is None and self.spec.client_level_dp and tx.aborted is None:
-            # nobody arrived: still release (noise-only) and charge, so that emptiness is private too
-            sums = Sums(np.zeros(self.weights.size), 0.0, 0.0, 0.0, (), len(available))
-        info: dict[str, Any] = {}
-        if sums is not None:
-            new_weights, info = self.pipeline.server_side(round_, self.weights, sums)
-            if not np.all(np.isfinite(new_weights)):
-                raise TrainingDivergedError(
-                    f"round {round_}: the aggregated model is not finite (the updates overflowed float32); "
-                    f"lower train.lr (now {config.lr}) or the server learning rate"
-                )
-            self.weights = new_weights
-        self.pipeline.commit_local(round_, [(c, local_events[c]) for c in trained] if local_events else [])
-
-        survivors = sums.survivors if sums is not None else ()
-        messages = 10 if self.spec.secagg else 2  # secagg: 4 stages of round trips after the download
-        for cid in tx.bytes_up:  # the real bytes each client sent and received, and its secagg CPU
-            prof = self.faults.profile(cid)
-            client_time[cid] = prof.round_time(
-                compute[cid] + tx.client_cpu_s.get(cid, 0.0),
-                len(down) + tx.bytes_down.get(cid, 0),
-                tx.bytes_up[cid],
-                messages,
+                rnd.compute[cid] = update.compute_s + time.perf_counter() - t0
+            late = self.faults.deadline_s is not None and (
+                self.faults.profile(cid).round_time(rnd.compute[cid], rnd.download, up)
+                > self.faults.deadline_s
             )
+            if late:
+                rnd.drop_stage[cid] = "masked_input"
+            elif cid in rnd.fail_at:
+                rnd.drop_stage[cid] = rnd.fail_at[cid]
+        return out
+
+    def _apply(self, round_: int, new_weights: ModelVector, rnd: _Round) -> None:
+        if not np.all(np.isfinite(new_weights)):
+            lr = rnd.config.lr if rnd.config is not None else float("nan")
+            raise TrainingDivergedError(
+                f"round {round_}: the aggregated model is not finite (the updates overflowed float32); "
+                f"lower train.lr (now {lr}) or the server learning rate"
+            )
+        self.weights = new_weights
+
+    def _record(
+        self, rnd: _Round, tx: Transmission, sums: Sums | None, info: dict[str, Any], t0: float
+    ) -> RoundRecord:
+        """Measure and record the round: real bytes, simulated parallel time, metrics, the spend."""
+        rnd.rejected.update(tx.rejected)
+        survivors = sums.survivors if sums is not None else ()
         waited_for = survivors if survivors else tuple(tx.bytes_up)  # an aborted round: everyone who sent
-        finished = [client_time[c] for c in waited_for if c in client_time]
-        sim_round = max(finished, default=0.0) + tx.server_cpu_s  # devices run in parallel; then the server
-        if self.faults.deadline_s is not None and any(s == "masked_input" for s in drop_stage.values()):
+        finished = [  # each device's compute and secagg CPU, and the real bytes it sent and received
+            self.faults.profile(c).round_time(
+                rnd.compute[c] + tx.client_cpu_s.get(c, 0.0),
+                rnd.download + tx.bytes_down.get(c, 0),
+                tx.bytes_up.get(c, 0),
+                self.aggregator.messages_per_round,
+            )
+            for c in waited_for
+            if c in rnd.compute
+        ]
+        sim_round = max(finished, default=0.0) + tx.server_cpu_s  # devices in parallel, then the server
+        if self.faults.deadline_s is not None and "masked_input" in rnd.drop_stage.values():
             sim_round = max(sim_round, self.faults.deadline_s)
         test = self.evaluate_fn(self.weights) if self.evaluate_fn else {}
         extra: dict[str, Any] = {}
-        if self.spec.dp != "none":
-            extra["epsilon"] = self.pipeline.epsilon()
+        eps = self.mechanism.epsilon()
+        if eps is not None:
+            extra["epsilon"] = eps
         extra.update(info)
-        if self.spec.secagg:
-            extra["secagg_aborted"] = tx.aborted is not None
-            extra["secagg_server_cpu_s"] = tx.server_cpu_s
-            extra["secagg_client_cpu_s"] = sum(tx.client_cpu_s.values())  # all clients' secagg work, summed
-            extra["secagg_max_abs_error"] = tx.max_abs_error
-            extra["secagg_clipped_coords"] = sums.clipped_coords if sums is not None else 0
+        if rnd.rejected:
+            extra["rejected_by_reason"] = dict(sorted(Counter(rnd.rejected.values()).items()))
+        extra.update(tx.extra)
         record = RoundRecord(
-            round=round_,
-            sampled=len(cohort),
+            round=rnd.ctx.round,
+            sampled=len(rnd.cohort),
             completed=len(survivors),
-            dropped=len(cohort) - len(survivors) - len(rejected),
-            rejected=len(rejected),
-            train_loss=self.pipeline.train_loss(sums) if sums is not None else float("nan"),
+            dropped=len(rnd.cohort) - len(survivors) - len(rnd.rejected),
+            rejected=len(rnd.rejected),
+            train_loss=self.mechanism.train_loss(sums) if sums is not None else float("nan"),
             test=test,
-            bytes_down=len(down) * len(available) + sum(tx.bytes_down.values()),
+            bytes_down=rnd.download * len(rnd.available) + sum(tx.bytes_down.values()),
             bytes_up=sum(tx.bytes_up.values()),
             wall_s=time.perf_counter() - t0,
             sim_round_s=sim_round,

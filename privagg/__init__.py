@@ -27,7 +27,7 @@ from fl_core import (
     load_dataset,
     run_experiment,
 )
-from fl_core.pipeline import PrivacySpec
+from fl_core.privacy import PrivacySpec
 from privagg.errors import USER_ERRORS
 from secagg import SecAggConfig, SecAggError, aggregate, secure_sum
 
