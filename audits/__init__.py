@@ -1,0 +1,27 @@
+"""privagg.audits: attack a run and set the empirical leakage beside the proven epsilon.
+
+    from audits import audit_run
+    report = audit_run("runs/default-...", shadows=8)   # writes audit.json, audit.md, PNGs
+
+Building blocks: `audits.metrics` (ROC, AUC, TPR at low FPR, DP limits), `audits.bounds` (epsilon lower
+bounds), `audits.membership` (loss, LiRA, RMIA), `audits.canaries`, `audits.inversion`,
+`audits.secagg_view`, `audits.budget`. Bad input raises `AuditError` with a one-line message.
+"""
+
+from audits.bounds import clopper_pearson_epsilon, gdp_epsilon, one_run_epsilon, threshold_search_epsilon
+from audits.errors import AuditError
+from audits.metrics import roc_auc, roc_curve, tpr_at_fpr
+from audits.run_audit import AUDITS, audit_run
+
+__all__ = [
+    "AUDITS",
+    "AuditError",
+    "audit_run",
+    "clopper_pearson_epsilon",
+    "gdp_epsilon",
+    "one_run_epsilon",
+    "roc_auc",
+    "roc_curve",
+    "threshold_search_epsilon",
+    "tpr_at_fpr",
+]
