@@ -11,6 +11,7 @@ Audits (names for ``attacks``):
   of every client that completed a round; non-members: the test split and the examples of clients that
   never took part) and against one client's local model (the largest participating client's local
   training from the final global model, as it would send it next round; non-members: the test split).
+  Non-members of the local model are test examples drawn with the client's label mix.
   Shadow / reference models train with the run's model, start weights and local recipe on balanced
   random halves of the pool; with DP-SGD when the run used sample-level DP, without noise otherwise
   (client-level noise is added to sums, which a centralized shadow does not imitate).
@@ -184,7 +185,7 @@ def _membership(
     # one client's local model: its local training from the final global weights
     c = max(took_part, key=lambda i: len(clients[i])) if took_part else 0
     idx = clients[c]
-    local = run.build_model(run.final)
+    local = run.build_model(run.final).train()  # Opacus trains modules in training mode
     local_recipe = _recipe(run, run.final, run.config.train.local_epochs, len(idx) // 2)
     if local_recipe.dp_sgd is not None:
         from dp.local import train_dp_sgd
@@ -213,9 +214,10 @@ def _membership(
             generator=torch.Generator().manual_seed(seed),
         )
     local.eval()
-    xc = np.concatenate([ds.x_train[idx], ds.x_test])
-    yc = np.concatenate([ds.y_train[idx], ds.y_test])
-    mc = np.r_[np.ones(len(idx), bool), np.zeros(ds.num_test, bool)]
+    non = _matched_nonmembers(ds.y_train[idx], ds.y_test, task, np.random.default_rng(seed))
+    xc = np.concatenate([ds.x_train[idx], ds.x_test[non]])
+    yc = np.concatenate([ds.y_train[idx], ds.y_test[non]])
+    mc = np.r_[np.ones(len(idx), bool), np.zeros(non.size, bool)]
     client_eps = None
     if run.config.dp.mode == "local" and eps is not None:
         client_eps = _local_client_epsilon(run, c, len(idx))
@@ -241,6 +243,23 @@ def _membership(
         else "no DP protects one client's plain update under client-level DP or without DP"
     )
     return out
+
+
+def _matched_nonmembers(
+    y_client: np.ndarray, y_test: np.ndarray, task: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Test examples with the client's label mix (classification): a client's local model fits its own
+    label skew, and non-members of other classes would be told apart by their label, not membership."""
+    if task != "classification":
+        return np.arange(y_test.size)
+    classes, counts = np.unique(y_client, return_counts=True)
+    avail = {int(k): np.flatnonzero(y_test == k) for k in classes}
+    present = [(int(k), int(c)) for k, c in zip(classes, counts, strict=True) if avail[int(k)].size]
+    if not present:
+        raise AuditError("the test split holds none of this client's classes")
+    ratio = min(avail[k].size / c for k, c in present)
+    picks = [rng.choice(avail[k], max(1, int(ratio * c)), replace=False) for k, c in present]
+    return np.sort(np.concatenate(picks))
 
 
 def _local_client_epsilon(run: Any, client: int, n: int) -> float:
