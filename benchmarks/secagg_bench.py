@@ -8,9 +8,10 @@ Run by hand (one process, one core of work at a time):
                                                                          # one client's cost, per primitive
 CPU seconds are thread CPU time (time.thread_time), never elapsed time; the server's wall seconds are a
 separate column (issue 13, "one clock"). Parameters are sized for the dropout that happens (--design-drop
-overrides). Columns: per-client CPU s (median survivor, fixed-point encoding included), server CPU s, bytes up/down
-per client, upload / (4 d), and ratios to the cost floor (PRG expansions alone, timed in this run) and
-to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod (../shared/anchors/flower_secaggplus_bench.py).
+overrides). Columns: per-client CPU s (median survivor, fixed-point encoding included), server CPU s,
+bytes up/down per client, upload / (4 d), and ratios to the cost floor (PRG expansions alone, timed in this
+run) and to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod
+(../shared/anchors/flower_secaggplus_bench.py).
 """
 
 from __future__ import annotations
@@ -236,8 +237,8 @@ def main() -> None:
                         f.write(json.dumps(ours) + "\n")
 
     head = (
-        "| n | d | drop | k / t | exact | client CPU s | server CPU s | server wall s | up / client | up / 4d "
-        "| down / client "
+        "| n | d | drop | k / t | exact | client CPU s | server CPU s | server wall s | up / client "
+        "| up / 4d | down / client "
         "| client / floor | server / floor | Flower client s | Flower server s | Flower up "
         "| server vs Flower |"
     )

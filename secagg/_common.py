@@ -40,7 +40,9 @@ def consistency_payload(config: SecAggConfig, survivors: tuple[int, ...]) -> byt
 
 def mask_set_payload(config: SecAggConfig, cid: int, neighbours: tuple[int, ...]) -> bytes:
     """What a client signs with its masked input: the neighbours it masked with (issue 13 finding 1)."""
-    return _framed(config, _MASK_SET) + struct.pack(f"<II{len(neighbours)}I", cid, len(neighbours), *neighbours)
+    return _framed(config, _MASK_SET) + struct.pack(
+        f"<II{len(neighbours)}I", cid, len(neighbours), *neighbours
+    )
 
 
 def share_key(

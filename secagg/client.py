@@ -302,7 +302,9 @@ class ClientSession:
                     payload = _common.mask_set_payload(cfg, u, m.neighbours)
                     sign.verify(self._peer_ids[u], m.signature, payload, u)
                 if not set(m.neighbours) <= set(graph.neighbours(u)):
-                    raise UnsafeRequestError(f"survivor {u}'s mask set names clients outside its neighbourhood")
+                    raise UnsafeRequestError(
+                        f"survivor {u}'s mask set names clients outside its neighbourhood"
+                    )
                 masked_with = m.neighbours
             alive = len(survivors.intersection(masked_with))
             if alive < need:

@@ -55,6 +55,7 @@ class NeighbourGraph:
             raise SecAggConfigError(f"a Harary graph needs an even number of neighbours, got {k}")
         if self.complete:
             self._order = np.asarray(self.ids, dtype=np.int64)
+            self._order_list = list(self.ids)
             self._pos = {}
             return
         # permutation = stable argsort of 64-bit keystream words: deterministic on every platform
@@ -62,7 +63,8 @@ class NeighbourGraph:
         keys = buf.expand(seed[:16], seed[16:32]).view("<u8")
         order = np.argsort(keys, kind="stable")
         self._order = np.asarray(self.ids, dtype=np.int64)[order]
-        self._pos = {int(cid): i for i, cid in enumerate(self._order)}
+        self._order_list: list[int] = self._order.tolist()
+        self._pos = {cid: i for i, cid in enumerate(self._order_list)}
 
     def neighbours(self, u: int) -> tuple[int, ...]:
         """The sorted neighbours of client u (never u itself)."""
@@ -73,9 +75,12 @@ class NeighbourGraph:
         i = self._pos.get(u)
         if i is None:
             raise SecAggConfigError(f"client {u} is not in the graph")
-        m, h = len(self.ids), self.k // 2
-        offs = np.concatenate([np.arange(1, h + 1), -np.arange(1, h + 1)])
-        return tuple(sorted(int(v) for v in self._order[(i + offs) % m]))
+        m, h, order = len(self.ids), self.k // 2, self._order_list
+        return tuple(
+            sorted(
+                [order[(i + o) % m] for o in range(1, h + 1)] + [order[(i - o) % m] for o in range(1, h + 1)]
+            )
+        )
 
     def all_neighbours(self) -> dict[int, tuple[int, ...]]:
         """Neighbours of every client (what the server needs), built in one vectorized pass."""

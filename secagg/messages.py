@@ -185,7 +185,9 @@ class AdvertiseKeys(_Base):
 
     @classmethod
     def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> AdvertiseKeys:
-        return cls(round_id, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature(), model_hash=model_hash)
+        return cls(
+            round_id, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.signature(), model_hash=model_hash
+        )
 
 
 @dataclass(frozen=True)
@@ -519,12 +521,15 @@ def _id_tuple(msg: object, v: object, what: str) -> None:
 def _pairs(msg: object, v: object, what: str, check_value: object) -> None:
     if type(v) is not tuple:
         raise _bad(msg, f"{what} must be a tuple, got {type(v).__name__}")
+    prev = -1
     for item in v:
         if type(item) is not tuple or len(item) != 2:
             raise _bad(msg, f"{what} must hold (id, value) pairs")
-        _u32(msg, item[0], what)
+        i = item[0]
+        if type(i) is not int or not prev < i <= _U32_MAX:
+            raise _bad(msg, f"{what} ids must be strictly increasing ints in [0, 2^32), got {i!r}"[:200])
+        prev = i
         check_value(item[1])  # type: ignore[operator]
-    _check_increasing([i for i, _ in v], what)
 
 
 def _share_value(msg: object) -> object:
@@ -554,13 +559,19 @@ def validate(msg: object) -> None:
     elif isinstance(msg, KeysBroadcast):
         if type(msg.entries) is not tuple:
             raise _bad(msg, f"entries must be a tuple, got {type(msg.entries).__name__}")
-        for e in msg.entries:
-            if not isinstance(e, KeyEntry):
-                raise _bad(msg, f"entries must be KeyEntry, got {type(e).__name__}")
-            _u32(msg, e.client_id, "client_id")
-            _raw(msg, e.c_pk, "c_pk", (KEY_BYTES,))
-            _raw(msg, e.s_pk, "s_pk", (KEY_BYTES,))
-            _raw(msg, e.signature, "signature", sig)
+        for e in msg.entries:  # one inlined test per entry: this list has an entry per cohort member
+            if not (
+                type(e) is KeyEntry
+                and type(e.client_id) is int
+                and 0 <= e.client_id <= _U32_MAX
+                and type(e.c_pk) is bytes
+                and len(e.c_pk) == KEY_BYTES
+                and type(e.s_pk) is bytes
+                and len(e.s_pk) == KEY_BYTES
+                and type(e.signature) is bytes
+                and len(e.signature) in sig
+            ):
+                raise _bad(msg, f"entries must be well-typed KeyEntry records, got {e!r}"[:200])
         _check_increasing([e.client_id for e in msg.entries], "advertised client ids")
     elif isinstance(msg, (ShareKeys, SharesDelivery)):
         _u32(msg, msg.sender if isinstance(msg, ShareKeys) else msg.recipient, "sender or recipient")

@@ -246,7 +246,10 @@ class ServerSession:
         self._routed = {v: tuple(u for u, _ in items) for v, items in inbox.items()}
         self._stage = Stage.MASKED_INPUT
         rid = self.config.round_id
-        return {v: SharesDelivery(rid, v, tuple(items), model_hash=self.config.model_hash) for v, items in inbox.items()}
+        return {
+            v: SharesDelivery(rid, v, tuple(items), model_hash=self.config.model_hash)
+            for v, items in inbox.items()
+        }
 
     def request_consistency(self) -> dict[int, SurvivorList]:
         """Close stage 3: U3 = clients whose masked input arrived; ask each to confirm the list.

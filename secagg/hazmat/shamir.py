@@ -11,6 +11,8 @@ import secrets
 from collections.abc import Sequence
 from functools import lru_cache
 
+import numpy as np
+
 from secagg.errors import InconsistentSharesError, InvalidMessageError, SecAggConfigError, ThresholdError
 
 __all__ = [
@@ -125,7 +127,9 @@ def _consistent_secret(xs: Sequence[int], ys: Sequence[int], threshold: int, pri
     v_j y_j / x_j (Lagrange at zero in barycentric form). One batched inversion covers every v_j and
     1 / x_j."""
     m = len(xs)
-    dens = [math.prod(xj - xl for xl in xs if xl != xj) % prime for xj in xs]
+    diff = np.subtract.outer(np.asarray(xs, dtype=np.int64), np.asarray(xs, dtype=np.int64))
+    np.fill_diagonal(diff, 1)  # x < 2^33: differences fit int64; products are taken as Python ints
+    dens = [math.prod(row) % prime for row in diff.tolist()]
     inv = batch_inverse(dens + list(xs), prime)
     z = [v * y % prime for v, y in zip(inv[:m], ys, strict=True)]
     w = list(z)

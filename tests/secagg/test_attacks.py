@@ -19,8 +19,8 @@ from secagg import (
     SecAggConfig,
     SecAggError,
     ServerSession,
+    _common,
 )
-from secagg import _common
 from secagg.hazmat import kex, shamir
 from secagg.hazmat.prg import expand
 from secagg.messages import MaskSet, SharesDelivery, SurvivorList, UnmaskRequest
@@ -116,9 +116,7 @@ def _survivor_list(cfg, recipient, survivors, masked):
     """The survivor list as the attacker sends it: with the genuine signed mask sets of every surviving
     client (it cannot forge them under identity keys; every extra one is ignored)."""
     sets = tuple(
-        MaskSet(u, masked[u].mask_neighbours, masked[u].signature)
-        for u in survivors
-        if u != recipient
+        MaskSet(u, masked[u].mask_neighbours, masked[u].signature) for u in survivors if u != recipient
     )
     return SurvivorList(cfg.round_id, survivors, sets, model_hash=cfg.model_hash)
 
@@ -276,7 +274,9 @@ def test_choose_parameters_covers_small_cohorts_and_never_lets_the_colluders_mee
                         continue
                     c = math.floor(gamma * n)
                     try:
-                        p = choose_parameters(n, dropout_rate=delta, corrupt_fraction=gamma, semi_malicious=semi)
+                        p = choose_parameters(
+                            n, dropout_rate=delta, corrupt_fraction=gamma, semi_malicious=semi
+                        )
                     except SecAggConfigError as exc:
                         assert "\n" not in str(exc) and f"n={n}" in str(exc)
                         refused += 1

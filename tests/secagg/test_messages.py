@@ -48,11 +48,12 @@ SAMPLES = [
 
 def _same(a, b) -> bool:
     if isinstance(a, MaskedInput):
-        return (
-            (a.round_id, a.sender, a.mask_neighbours, a.signature)
-            == (b.round_id, b.sender, b.mask_neighbours, b.signature)
-            and np.array_equal(a.masked, b.masked)
-        )
+        return (a.round_id, a.sender, a.mask_neighbours, a.signature) == (
+            b.round_id,
+            b.sender,
+            b.mask_neighbours,
+            b.signature,
+        ) and np.array_equal(a.masked, b.masked)
     return a == b
 
 
