@@ -22,6 +22,7 @@ from secagg.errors import (
     SecAggConfigError,
     SecAggError,
     StageError,
+    SumOutOfRangeError,
     ThresholdError,
     UnsafeRequestError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "SecAggError",
     "ServerSession",
     "StageError",
+    "SumOutOfRangeError",
     "ThresholdError",
     "TranscriptEntry",
     "UnsafeRequestError",

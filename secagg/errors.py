@@ -10,6 +10,7 @@ __all__ = [
     "DropoutThresholdError",
     "InvalidMessageError",
     "InconsistentSharesError",
+    "SumOutOfRangeError",
     "UnsafeRequestError",
 ]
 
@@ -45,6 +46,12 @@ class InconsistentSharesError(InvalidMessageError):
     def __init__(self, message: str, suspects: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.suspects = suspects
+
+
+class SumOutOfRangeError(InvalidMessageError):
+    """The decoded sum lies outside what the survivors' clipped inputs can add up to (per coordinate, or
+    in L2 norm when a bound is given): some client sent a garbage masked vector. Nothing individual is
+    revealed; the sum must not be used."""
 
 
 class UnsafeRequestError(SecAggError):

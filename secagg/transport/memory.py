@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from secagg.client import ClientSession
 from secagg.config import SecAggConfig
 from secagg.encoding import FixedPointEncoding
-from secagg.errors import SecAggConfigError, ThresholdError
+from secagg.errors import SecAggConfigError, SumOutOfRangeError, ThresholdError
 from secagg.messages import Message, Stage, decode
 from secagg.server import ServerSession
 
@@ -249,12 +249,20 @@ def secure_sum(
     rng: np.random.Generator | None = None,
     config: SecAggConfig | None = None,
     record_transcript: bool = False,
+    norm_bound: float | None = None,
 ) -> tuple[np.ndarray, AggregateResult]:
     """Securely sum float vectors: clip to [-clip_range, clip_range], encode, aggregate, decode.
 
     Returns (float64 sum of the survivors' clipped vectors, result); |error| <= result.max_abs_error
     per coordinate. `bits` defaults to the most the cohort size allows (32 - ceil(log2 n)); `rng` drives
     the (non-secret) stochastic rounding and defaults to an OS-seeded generator.
+
+    The decoded sum is checked against what m survivors' encodings can add up to: every coordinate
+    within m * clip_range (exact: each encoding is at most 2^(b-1) - 1 in magnitude) and, with
+    `norm_bound` (the L2 clipping norm under DP), an L2 norm of at most m * norm_bound + sqrt(d) *
+    max_abs_error. A garbage masked vector decodes to a near-uniform sum and fails the check with
+    overwhelming probability (SumOutOfRangeError); a well-formed but wrong input inside the bounds cannot
+    be seen under masking (issue 13 finding 2).
     """
     if len(vectors) == 0:
         raise SecAggConfigError("no input vectors")
@@ -270,4 +278,29 @@ def secure_sum(
     cpu = {cid: s + enc_cpu[cid] for cid, s in result.client_cpu_s.items()}
     wall = {cid: s + enc_wall[cid] for cid, s in result.client_wall_s.items()}
     result = replace(result, client_cpu_s=cpu, client_wall_s=wall, encoding=enc)
-    return enc.decode_sum(result.sum), result
+    total = enc.decode_sum(result.sum)
+    _check_sum(result.sum, total, enc, len(result.survivors), norm_bound)
+    return total, result
+
+
+def _check_sum(
+    ring_sum: np.ndarray, total: np.ndarray, enc: FixedPointEncoding, m: int, norm_bound: float | None
+) -> None:
+    """Raise SumOutOfRangeError when the decoded sum cannot come from m valid encodings."""
+    limit = m * enc.max_level  # integer bound, no float rounding
+    worst = int(np.abs(ring_sum.view(np.int32).astype(np.int64)).max(initial=0))
+    if worst > limit:
+        raise SumOutOfRangeError(
+            f"decoded sum reaches {worst / enc.scale:.4g} in one coordinate; {m} survivors clipped to "
+            f"+-{enc.clip_range} can reach at most {m * enc.clip_range:.4g}: a masked input was garbage"
+        )
+    if norm_bound is not None:
+        if isinstance(norm_bound, bool) or not isinstance(norm_bound, (int, float)) or not norm_bound > 0:
+            raise SecAggConfigError(f"norm_bound must be a float > 0, got {norm_bound!r}")
+        bound = m * norm_bound + np.sqrt(total.size) * enc.max_sum_error(m)
+        norm = float(np.linalg.norm(total))
+        if norm > bound:
+            raise SumOutOfRangeError(
+                f"decoded sum has L2 norm {norm:.4g}; {m} survivors with norm <= {norm_bound} "
+                f"give at most {bound:.4g}: a masked input was garbage or unclipped"
+            )

@@ -316,3 +316,38 @@ def test_secure_sum_works_for_every_small_cohort(n, drop):
     ref = np.sum([vecs[c] for c in r.survivors], axis=0)
     assert np.abs(total - ref).max() <= r.max_abs_error
     assert len(r.survivors) == (n - 1 if drop == "masked_input" else n)
+
+
+def test_a_garbage_masked_input_is_caught_on_the_decoded_sum(monkeypatch):
+    """Finding 2 (garbage masked input): corrupted masked-vector bytes were summed unchecked. The wire
+    checks length and type; the decoded sum is checked against what m clipped inputs can reach, per
+    coordinate and, under DP, in L2 norm (a client sending an unclipped but well-formed input too)."""
+    from secagg import SumOutOfRangeError, secure_sum
+    from secagg.transport import memory
+
+    from ._helpers import make_config
+
+    rng = np.random.default_rng(5)
+    vecs = [rng.uniform(-0.1, 0.1, 256) for _ in range(12)]
+    cfg = make_config(12, k=6, t=3, d=256)  # n = 12: the ring is not filled by the encoding's headroom
+    total, r = secure_sum(vecs, clip_range=1.0, config=cfg, rng=rng, norm_bound=1.0)  # honest: passes
+    assert np.abs(total - np.sum(vecs, axis=0)).max() <= r.max_abs_error
+    real = memory.ClientSession.masked_input
+
+    def garbage(self, delivery, vector):
+        msg = real(self, delivery, vector)
+        if self.client_id == 3:
+            junk = np.random.default_rng(99).integers(0, 2**32, msg.masked.size, dtype=np.uint32)
+            return dataclasses.replace(msg, masked=junk)
+        return msg
+
+    monkeypatch.setattr(memory.ClientSession, "masked_input", garbage)
+    with pytest.raises(SumOutOfRangeError, match="garbage"):
+        secure_sum(vecs, clip_range=1.0, config=cfg, rng=rng)
+    # a well-formed input far outside the L2 clipping norm, but inside the per-coordinate range
+    monkeypatch.setattr(memory.ClientSession, "masked_input", real)
+    big = [v.copy() for v in vecs]
+    big[0] = np.full(256, 0.9)
+    secure_sum(big, clip_range=1.0, config=cfg, rng=rng)  # no norm bound given: passes
+    with pytest.raises(SumOutOfRangeError, match="L2 norm"):
+        secure_sum(big, clip_range=1.0, config=cfg, rng=rng, norm_bound=1.0)
