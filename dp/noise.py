@@ -14,19 +14,19 @@ from dp import events as _events
 from dp._checks import check_count, check_positive, check_rate
 from dp.clipping import clip_l2
 from dp.errors import CalibrationError, InvalidPrivacyParameterError
-from dp.rng import NoiseSource
+from dp.rng import NoiseSource, as_noise_source
 
 # ---------------------------------------------------------------- continuous Gaussian
 
 
 def gaussian_noise_sum(
-    total: np.ndarray, noise_multiplier: float, clip_norm: float, source: NoiseSource
+    total: np.ndarray, noise_multiplier: float, clip_norm: float, source: NoiseSource | np.random.Generator
 ) -> np.ndarray:
     """Central DP: sum of clipped updates + N(0, (z C)^2 I) (McMahan et al. 2018, Alg. 1)."""
     z = check_positive("noise_multiplier", noise_multiplier)
     c = check_positive("clip_norm", clip_norm)
     x = np.asarray(total, dtype=np.float64)
-    return x + source.generator.normal(0.0, z * c, size=x.shape)
+    return x + as_noise_source(source).generator.normal(0.0, z * c, size=x.shape)
 
 
 def distributed_gaussian_share(
@@ -34,7 +34,7 @@ def distributed_gaussian_share(
     noise_multiplier: float,
     clip_norm: float,
     min_cohort: int,
-    source: NoiseSource,
+    source: NoiseSource | np.random.Generator,
 ) -> np.ndarray:
     """One client's share N(0, (z C)^2 / m_min): any >= m_min surviving shares carry >= the target noise.
 
@@ -44,7 +44,7 @@ def distributed_gaussian_share(
     z = check_positive("noise_multiplier", noise_multiplier)
     c = check_positive("clip_norm", clip_norm)
     m = check_count("min_cohort", min_cohort)
-    return source.generator.normal(0.0, z * c / math.sqrt(m), size=shape)
+    return as_noise_source(source).generator.normal(0.0, z * c / math.sqrt(m), size=shape)
 
 
 def dp_fedavg_estimate(noised_sum: np.ndarray, sampling_rate: float, population_weight: float) -> np.ndarray:
@@ -255,18 +255,18 @@ class DistributedDiscreteGaussian:
     def unrotate(self, y: np.ndarray) -> np.ndarray:
         return (self._signs * fwht(y))[: self.params.dim]
 
-    def encode(self, update: np.ndarray, source: NoiseSource) -> np.ndarray:
+    def encode(self, update: np.ndarray, source: NoiseSource | np.random.Generator) -> np.ndarray:
         """One client's vector in Z_{2^b} (uint32): its clipped, rotated, rounded, noised update."""
         return np.mod(self.encode_unreduced(update, source), 1 << self.params.bits).astype(np.uint32)
 
-    def encode_unreduced(self, update: np.ndarray, source: NoiseSource) -> np.ndarray:
+    def encode_unreduced(self, update: np.ndarray, source: NoiseSource | np.random.Generator) -> np.ndarray:
         """The same vector before the reduction mod 2^b (int64), for diagnostics and overflow checks."""
         p = self.params
         x = np.asarray(update, dtype=np.float64).ravel()
         if x.shape[0] != p.dim:
             raise InvalidPrivacyParameterError(f"update must have dim {p.dim}, found {x.shape[0]}")
         scaled = self.rotate(clip_l2(x, p.clip_norm).clipped) / p.gamma
-        rng = source.generator
+        rng = as_noise_source(source).generator
         floor = np.floor(scaled)
         for _ in range(1000):  # conditional randomized rounding: retry until within the sensitivity bound
             r = (floor + (rng.random(scaled.shape) < (scaled - floor))).astype(np.int64)

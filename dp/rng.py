@@ -26,3 +26,16 @@ def noise_source(seed: int | None = None) -> NoiseSource:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InvalidPrivacyParameterError(f"seed must be a non-negative integer or None, found {seed!r}")
     return NoiseSource(np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed)))), True)
+
+
+def as_noise_source(source: NoiseSource | np.random.Generator) -> NoiseSource:
+    """Accept privagg's NoiseSource or a numpy Generator (taken as user-seeded: not for production);
+    anything else is a typed error at the boundary, not an AttributeError deep inside."""
+    if isinstance(source, NoiseSource):
+        return source
+    if isinstance(source, np.random.Generator):
+        return NoiseSource(source, True)
+    raise InvalidPrivacyParameterError(
+        f"noise source must be a dp.NoiseSource (dp.noise_source()) or a numpy.random.Generator, "
+        f"found {type(source).__name__}"
+    )

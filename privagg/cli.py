@@ -1,29 +1,50 @@
-"""`privagg` command line: run an experiment (budget, audit and report commands join as they land)."""
+"""`privagg` command line: run, budget (and audit, sweep, report).
+
+Only typer and rich are imported at the top: each command imports what it needs, so `--help`,
+`--version` and `budget` never pay for torch. Every privagg error is one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import tomli_w
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fl_core.config import RunConfig, load_config
-from fl_core.experiment import run_experiment
-from fl_core.errors import RunDirectoryError
-from fl_core.types import RoundRecord
-from privagg.errors import USER_ERRORS
+if TYPE_CHECKING:
+    from fl_core.types import RoundRecord
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Privacy-preserving federated learning.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Privacy-preserving federated learning.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 err_console = Console(stderr=True)
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only the result lines (no config, no per-round lines).")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from privagg import __version__
+
+        typer.echo(f"privagg {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
     """privagg: federated learning with secure aggregation, differential privacy and audits."""
 
 
@@ -46,14 +67,21 @@ def run(
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/NAME-TIME).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-round lines.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run one experiment and write its run folder."""
+    import tomli_w
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fl_core.config import load_config
+    from fl_core.errors import RunDirectoryError
+    from fl_core.experiment import run_experiment
+
     console = Console()
-    cfg: RunConfig = load_config(config, set_ or [])
-    resolved = cfg.to_dict()
-    console.rule("[bold]privagg run: resolved config")
-    console.print(tomli_w.dumps(resolved), markup=False, highlight=False)
+    cfg = load_config(config, set_ or [])
+    if not quiet:
+        console.rule("[bold]privagg run: resolved config")
+        console.print(tomli_w.dumps(cfg.to_dict()), markup=False, highlight=False)
     folder = out or Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -101,7 +129,9 @@ def run(
 
 @app.command()
 def budget(
-    sampling_rate: Annotated[float, typer.Option("--sampling-rate", "-q", help="Poisson sampling rate q.")],
+    sampling_rate: Annotated[
+        float, typer.Option("--sampling-rate", "--rate", help="Poisson sampling rate q.")
+    ],
     rounds: Annotated[int, typer.Option("--rounds", "-r", help="Number of rounds (or DP-SGD steps).")],
     delta: Annotated[float, typer.Option("--delta", "-d", help="Target delta.")] = 1e-5,
     noise_multiplier: Annotated[
@@ -152,20 +182,22 @@ def budget(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: privagg's typed errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
-    except USER_ERRORS as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 2
+        rv = app(args=argv, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted", markup=False)
         return 130
-    except Exception as exc:  # click usage errors carry their own exit code
-        code = getattr(exc, "exit_code", None)
+    except Exception as exc:
+        from privagg.errors import USER_ERRORS
+
+        if isinstance(exc, USER_ERRORS):
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return 2
+        code = getattr(exc, "exit_code", None)  # click usage errors carry their own exit code
         if code is not None and hasattr(exc, "show"):
             exc.show()
             return int(code)
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

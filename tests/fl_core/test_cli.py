@@ -110,3 +110,33 @@ def test_bad_key_is_one_line_exit_2_no_traceback(tmp_path: Path) -> None:
     assert proc.stderr.strip() == "error: unknown config key 'data.num_clientz'"
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_version_and_short_help() -> None:
+    from privagg import __version__
+
+    out = subprocess.run(
+        [sys.executable, "-m", "privagg.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"privagg {__version__}"
+    cmd = [sys.executable, "-m", "privagg.cli", "-h"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "Usage" in out.stdout and "budget" in out.stdout
+
+
+def test_commands_that_need_no_training_never_import_torch() -> None:
+    # --help, --version and budget answer without torch or opacus (they cost seconds to import)
+    probe = (
+        "import sys; from privagg.cli import main; import privagg, fl_core, dp; "
+        "rc = main(['budget', '--sampling-rate', '0.01', '-r', '100', '-z', '1.0', '--json']); "
+        "assert rc == 0, rc; "
+        "bad = [m for m in ('torch', 'opacus') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True)
+
+
+def test_quiet_prints_only_the_result(tmp_path: Path, capsys) -> None:
+    assert main(["run", *TINY, "--out", str(tmp_path / "q"), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "resolved config" not in printed and "round " not in printed
+    assert "done:" in printed and "run folder" in printed

@@ -13,21 +13,21 @@ def _json(capsys, args: list[str]) -> dict:
 
 
 def test_epsilon_for_noise_pld_below_rdp(capsys) -> None:
-    out = _json(capsys, ["-z", "1.0", "-q", "0.01", "-r", "1000", "-d", "1e-5"])
+    out = _json(capsys, ["-z", "1.0", "--rate", "0.01", "-r", "1000", "-d", "1e-5"])
     assert 0 < out["epsilon_pld"] < out["epsilon_rdp"]
     # Abadi et al. 2016-style setting; PLD about 1.8 here (RDP ~2.1), see docs/dp.md
     assert 1.5 < out["epsilon_pld"] < 2.1
 
 
 def test_noise_for_target_never_overshoots(capsys) -> None:
-    out = _json(capsys, ["-e", "3", "-q", "0.01", "-r", "1000"])
+    out = _json(capsys, ["-e", "3", "--rate", "0.01", "-r", "1000"])
     assert out["epsilon_pld_at_pld_noise"] <= 3.0
     assert out["noise_multiplier_rdp"] >= out["noise_multiplier_pld"]
 
 
 def test_bad_values_exit_2_naming_them(capsys) -> None:
-    assert main(["budget", "-z", "-1", "-q", "0.01", "-r", "10"]) == 2
+    assert main(["budget", "-z", "-1", "--rate", "0.01", "-r", "10"]) == 2
     assert "-1" in capsys.readouterr().err
-    assert main(["budget", "-z", "1", "-q", "1.5", "-r", "10"]) == 2
+    assert main(["budget", "-z", "1", "--rate", "1.5", "-r", "10"]) == 2
     assert "1.5" in capsys.readouterr().err
-    assert main(["budget", "-q", "0.1", "-r", "10"]) == 2  # neither -z nor -e
+    assert main(["budget", "--rate", "0.1", "-r", "10"]) == 2  # neither -z nor -e
