@@ -6,6 +6,7 @@ Sans-IO: each method consumes the server's message for the stage and returns the
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import struct
 from collections.abc import Callable, Mapping
@@ -44,6 +45,12 @@ from secagg.messages import (
 
 __all__ = ["ClientSession"]
 
+
+def _digest(ids: tuple[int, ...]) -> bytes:
+    """SHA-256 of an id list: what a client remembers of the survivor list it confirmed."""
+    return hashlib.sha256(struct.pack(f"<{len(ids)}I", *ids)).digest()
+
+
 T = TypeVar("T")
 _PAIR = struct.Struct("<II")
 
@@ -80,8 +87,8 @@ class ClientSession:
         self._neighbours: tuple[int, ...] = ()
         self._held: dict[int, tuple[int, int]] = {}  # owner -> (self-mask share, key share)
         self._share_keys_cache: dict[int, bytes] = {}  # peer -> AES-GCM key (one X25519 per peer)
-        self._survivors: tuple[int, ...] | None = None
-        self._graph: NeighbourGraph | None = None
+        self._survivors: bytes | None = None  # SHA-256 of the confirmed list (O(1) memory per client)
+        self._nbr_sets: dict[int, frozenset[int]] = {}  # graph neighbourhood of each neighbour
         self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -142,13 +149,24 @@ class ClientSession:
         return self._run(Stage.SHARE_KEYS, lambda: self._share_keys(broadcast))
 
     def _share_keys(self, msg: KeysBroadcast) -> ShareKeys:
+        """The broadcast holds only this client's own entry and its graph neighbours' (O(k) download,
+        Bell et al. 2020, Sec. 4): the graph is fixed over the cohort before any key exists, so the
+        client needs no one else's keys. Entries of other cohort members are ignored; the cohort-wide
+        minimum is enforced on the signed survivor list (consistency stage)."""
         self._check(msg, KeysBroadcast, Stage.SHARE_KEYS)
         cfg, me = self.config, self.client_id
-        cohort = set(cfg.client_ids)
+        cohort = cfg.cohort
+        graph = NeighbourGraph(
+            cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        )
+        mine = graph.neighbours(me)
+        wanted = {me, *mine}
         seen_keys: set[bytes] = set()
         for e in msg.entries:
             if e.client_id not in cohort:
                 raise InvalidMessageError(f"advertised client {e.client_id} is not in the cohort")
+            if e.client_id not in wanted:
+                continue
             if e.c_pk in seen_keys or e.s_pk in seen_keys or e.c_pk == e.s_pk:
                 raise InvalidMessageError(f"client {e.client_id} advertises a repeated public key")
             seen_keys.update((e.c_pk, e.s_pk))
@@ -161,16 +179,11 @@ class ClientSession:
             self._peers[e.client_id] = (e.c_pk, e.s_pk)
         if self._peers.get(me) != (self._c.public_bytes, self._s.public_bytes):
             raise InvalidMessageError(f"client {me}: own keys missing or altered in the broadcast")
-        if len(self._peers) < max(cfg.threshold + 1, cfg.min_survivors):
-            raise ThresholdError(
-                f"only {len(self._peers)} clients advertised keys; "
-                f"need {max(cfg.threshold + 1, cfg.min_survivors)}"
-            )
-        graph = NeighbourGraph(
-            cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
-        )
-        self._graph = graph
-        self._neighbours = tuple(v for v in graph.neighbours(me) if v in self._peers)
+        # what the consistency check needs of the graph (neighbourhoods of our neighbours); the graph
+        # itself (O(n)) is not kept, so n in-process clients hold O(n k^2), not O(n^2)
+        self._nbr_sets = {u: frozenset(graph.neighbours(u)) for u in mine}
+        del graph
+        self._neighbours = tuple(v for v in mine if v in self._peers)
         t = cfg.threshold
         if len(self._neighbours) < t:
             raise ThresholdError(f"client {me} has {len(self._neighbours)} neighbours, fewer than t={t}")
@@ -252,7 +265,7 @@ class ClientSession:
         self._check(msg, SurvivorList, Stage.CONSISTENCY)
         self._check_survivors(msg.survivors)
         self._check_mask_sets(msg)
-        self._survivors = msg.survivors
+        self._survivors = _digest(msg.survivors)
         sig = b""
         if self._identity is not None:
             sig = sign.sign(self._identity, _common.consistency_payload(self.config, msg.survivors))
@@ -264,10 +277,10 @@ class ClientSession:
         me, cfg = self.client_id, self.config
         if me not in survivors:
             raise UnsafeRequestError(f"client {me} delivered its input but is not on the survivor list")
-        unknown = set(survivors) - set(self._peers)
+        unknown = set(survivors) - cfg.cohort
         if unknown:
             raise UnsafeRequestError(
-                f"survivor list names clients that never advertised keys: {sorted(unknown)}"
+                f"survivor list names clients outside the cohort: {sorted(unknown)[:10]}"
             )
         if len(survivors) < cfg.min_survivors:
             raise UnsafeRequestError(
@@ -279,9 +292,6 @@ class ClientSession:
         keeps fewer than `min_mask_survivors` surviving mask-neighbours: its input could then be unmasked
         alone. The sets are those the survivors signed with their masked inputs (issue 13 finding 1)."""
         cfg, me = self.config, self.client_id
-        graph = self._graph
-        if graph is None:
-            raise StageError(f"client {me}: no neighbour graph yet")
         survivors = set(msg.survivors)
         need = cfg.min_mask_survivors
         sets: dict[int, MaskSet] = {}
@@ -301,7 +311,7 @@ class ClientSession:
                 if self._peer_ids is not None:
                     payload = _common.mask_set_payload(cfg, u, m.neighbours)
                     sign.verify(self._peer_ids[u], m.signature, payload, u)
-                if not set(m.neighbours) <= set(graph.neighbours(u)):
+                if not self._nbr_sets[u].issuperset(m.neighbours):
                     raise UnsafeRequestError(
                         f"survivor {u}'s mask set names clients outside its neighbourhood"
                     )
@@ -326,7 +336,7 @@ class ClientSession:
         both = survivors & dropped
         if both:
             raise UnsafeRequestError(f"server lists {sorted(both)} both as survivors and as dropped")
-        if msg.survivors != self._survivors:
+        if _digest(msg.survivors) != self._survivors:
             raise UnsafeRequestError(
                 "unmask request's survivor list differs from the one in the consistency round"
             )

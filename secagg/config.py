@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from secagg.errors import SecAggConfigError
 from secagg.params import choose_parameters
@@ -78,6 +79,11 @@ class SecAggConfig:
             object.__setattr__(self, "min_survivors", t)
         elif not _is_int(ms) or not t <= ms <= n:
             raise SecAggConfigError(f"min_survivors must be an int in [threshold={t}, n={n}], got {ms!r}")
+
+    @cached_property
+    def cohort(self) -> frozenset[int]:
+        """The cohort's ids as a set (computed once per config, shared by the sessions using it)."""
+        return frozenset(self.client_ids)
 
     @property
     def n(self) -> int:

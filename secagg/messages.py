@@ -513,9 +513,11 @@ def _raw(msg: object, v: object, what: str, sizes: tuple[int, ...] | None = None
 def _id_tuple(msg: object, v: object, what: str) -> None:
     if type(v) is not tuple:
         raise _bad(msg, f"{what} must be a tuple of ids, got {type(v).__name__}")
-    for i in v:
-        _u32(msg, i, what)
+    if not all(type(i) is int for i in v):  # bool and numpy integers are refused too
+        raise _bad(msg, f"{what} must hold ints")
     _check_increasing(v, what)
+    if v and (v[0] < 0 or v[-1] > _U32_MAX):  # increasing: the ends bound every id
+        raise _bad(msg, f"{what} must be ids in [0, 2^32)")
 
 
 def _pairs(msg: object, v: object, what: str, check_value: object) -> None:

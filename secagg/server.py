@@ -214,19 +214,28 @@ class ServerSession:
             if have < t:
                 raise self._abort(ThresholdError(f"client {u} keeps {have} share holders {what}, need t={t}"))
 
-    def broadcast_keys(self) -> KeysBroadcast:
-        """Close stage 1: fix the cohort U1 and its neighbour graph; broadcast every advertised key."""
+    def broadcast_keys(self) -> dict[int, KeysBroadcast]:
+        """Close stage 1: fix the cohort U1 and its neighbour graph; send each client in U1 its own entry
+        and its neighbours' (O(k) per client: the graph is fixed over the config's cohort, so nobody
+        needs the keys of clients it does not share with; Bell et al. 2020, Sec. 4)."""
         self._guard(Stage.ADVERTISE_KEYS)
         cfg = self.config
         need = max(cfg.threshold + 1, cfg.min_survivors)
         if len(self._keys) < need:
             raise self._abort(ThresholdError(f"{len(self._keys)} clients advertised keys, need {need}"))
-        entries = tuple(KeyEntry(i, m.c_pk, m.s_pk, m.signature) for i, m in sorted(self._keys.items()))
+        entries = {i: KeyEntry(i, m.c_pk, m.s_pk, m.signature) for i, m in self._keys.items()}
         seed = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
         full = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed).all_neighbours()
         self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
         self._stage = Stage.SHARE_KEYS
-        return KeysBroadcast(cfg.round_id, entries, model_hash=cfg.model_hash)
+        return {
+            u: KeysBroadcast(
+                cfg.round_id,
+                tuple(entries[v] for v in sorted((u, *self._nbrs[u]))),
+                model_hash=cfg.model_hash,
+            )
+            for u in sorted(self._keys)
+        }
 
     def route_shares(self) -> dict[int, SharesDelivery]:
         """Close stage 2: U2 = clients that shared keys; deliver each one the shares addressed to it."""

@@ -177,42 +177,61 @@ def aggregate(
             transcript.append(TranscriptEntry(STAGE_NAMES[stage], "down", cid, data))
         return on_client(cid, lambda: decode(data))
 
-    alive = [cid for cid in ids]
+    alive = list(ids)
 
     def still(stage: Stage) -> list[int]:
         return [c for c in alive if not (c in drop and drop[c] <= stage)]
+
+    def stage_round(
+        stage: Stage, downloads: Callable[[int], bytes], act: Callable[[int, Message], None]
+    ) -> None:
+        """Every client alive at the stage's start receives its message (bytes counted, decoded on its
+        clock); those that do not drop answer at once. One client's decoded message at a time: n
+        in-process clients never hold n copies of an O(n) message (issue 13, memory)."""
+        nonlocal alive
+        before, alive = alive, still(stage)
+        stays = set(alive)
+        for cid in before:
+            msg = send_down(stage, cid, downloads(cid))
+            if cid in stays:
+                act(cid, msg)
+            del msg
 
     try:
         # stage 1: advertise keys
         alive = still(Stage.ADVERTISE_KEYS)
         for cid in alive:
             send_up(Stage.ADVERTISE_KEYS, cid, on_client(cid, clients[cid].advertise_keys))
-        bcast = on_server(lambda: server.broadcast_keys().to_bytes())
-        # stage 2: share keys
-        inbox = {cid: send_down(Stage.SHARE_KEYS, cid, bcast) for cid in alive}
-        alive = still(Stage.SHARE_KEYS)
-        for cid in alive:
-            send_up(Stage.SHARE_KEYS, cid, on_client(cid, lambda c=cid: clients[c].share_keys(inbox[c])))
-        routed = on_server(lambda: {v: m.to_bytes() for v, m in server.route_shares().items()})
+        bcasts = on_server(server.broadcast_keys)
+        # stage 2: share keys (each client gets its own and its neighbours' keys)
+        stage_round(
+            Stage.SHARE_KEYS,
+            lambda c: on_server(bcasts[c].to_bytes),
+            lambda c, m: send_up(Stage.SHARE_KEYS, c, on_client(c, lambda: clients[c].share_keys(m))),
+        )
+        routed = on_server(server.route_shares)
         # stage 3: masked input
-        inbox = {cid: send_down(Stage.MASKED_INPUT, cid, routed[cid]) for cid in alive}
-        alive = still(Stage.MASKED_INPUT)
-        for cid in alive:
-            msg = on_client(cid, lambda c=cid: clients[c].masked_input(inbox[c], inputs[c]))
-            send_up(Stage.MASKED_INPUT, cid, msg)
-            del msg
-        lists = on_server(lambda: {c: m.to_bytes() for c, m in server.request_consistency().items()})
-        # stage 4: consistency
-        inbox = {cid: send_down(Stage.CONSISTENCY, cid, lists[cid]) for cid in alive}
-        alive = still(Stage.CONSISTENCY)
-        for cid in alive:
-            send_up(Stage.CONSISTENCY, cid, on_client(cid, lambda c=cid: clients[c].consistency(inbox[c])))
+        stage_round(
+            Stage.MASKED_INPUT,
+            lambda c: on_server(routed[c].to_bytes),
+            lambda c, m: send_up(
+                Stage.MASKED_INPUT, c, on_client(c, lambda: clients[c].masked_input(m, inputs[c]))
+            ),
+        )
+        lists = on_server(server.request_consistency)
+        # stage 4: consistency (each survivor's list carries its neighbours' signed mask sets)
+        stage_round(
+            Stage.CONSISTENCY,
+            lambda c: on_server(lists[c].to_bytes),
+            lambda c, m: send_up(Stage.CONSISTENCY, c, on_client(c, lambda: clients[c].consistency(m))),
+        )
         request = on_server(lambda: server.request_unmask().to_bytes())
         # stage 5: unmask
-        inbox = {cid: send_down(Stage.UNMASK, cid, request) for cid in alive}
-        alive = still(Stage.UNMASK)
-        for cid in alive:
-            send_up(Stage.UNMASK, cid, on_client(cid, lambda c=cid: clients[c].unmask(inbox[c])))
+        stage_round(
+            Stage.UNMASK,
+            lambda c: request,
+            lambda c, m: send_up(Stage.UNMASK, c, on_client(c, lambda: clients[c].unmask(m))),
+        )
         total = on_server(server.finish)
     except ThresholdError as exc:  # the abort reveals nothing; what the round cost so far is still real
         exc.cost = RoundCost(

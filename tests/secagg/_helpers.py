@@ -28,9 +28,9 @@ def run_to_unmask(cfg: SecAggConfig, xs: dict[int, np.ndarray], drop_masked: tup
     server = ServerSession(cfg)
     for c in clients.values():
         server.receive(wire(c.advertise_keys()))
-    b = wire(server.broadcast_keys())
-    for c in clients.values():
-        server.receive(wire(c.share_keys(b)))
+    b = server.broadcast_keys()
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(wire(b[cid]))))
     routed = server.route_shares()
     for cid, c in clients.items():
         if cid not in drop_masked:

@@ -58,9 +58,9 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     for cid, c in clients.items():
         adv[cid] = wire(c.advertise_keys())
         relay.receive(adv[cid])
-    bcast = wire(relay.broadcast_keys())
-    for c in clients.values():
-        relay.receive(wire(c.share_keys(bcast)))
+    bcast = relay.broadcast_keys()
+    for cid, c in clients.items():
+        relay.receive(wire(c.share_keys(wire(bcast[cid]))))
     routed = relay.route_shares()
     target = 0
     full = routed[target]
@@ -199,7 +199,7 @@ def test_a_client_on_another_model_is_refused_at_its_first_message():
     for c in range(5):
         stray.receive(wire(ClientSession(other, c).advertise_keys()))
     with pytest.raises(InvalidMessageError, match="model"):
-        honest[0].share_keys(wire(stray.broadcast_keys()))
+        honest[0].share_keys(wire(stray.broadcast_keys()[0]))
 
 
 def test_ill_typed_message_objects_raise_a_typed_error_at_the_session_boundary():
@@ -215,7 +215,8 @@ def test_ill_typed_message_objects_raise_a_typed_error_at_the_session_boundary()
     server = ServerSession(cfg)
     for c in clients.values():
         server.receive(wire(c.advertise_keys()))
-    bcast = server.broadcast_keys()
+    bcasts = server.broadcast_keys()
+    bcast = bcasts[0]
 
     def fresh(cid):  # a session outside the round, ready for its stage-2 message
         c = ClientSession(cfg, cid)
@@ -226,8 +227,8 @@ def test_ill_typed_message_objects_raise_a_typed_error_at_the_session_boundary()
         fresh(0).share_keys(dataclasses.replace(bcast, entries=None))
     with pytest.raises(InvalidMessageError, match="entries"):
         fresh(1).share_keys(dataclasses.replace(bcast, entries=list(bcast.entries)))
-    for c in clients.values():
-        server.receive(wire(c.share_keys(bcast)))
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(bcasts[cid])))
     routed = server.route_shares()
     good = clients[2].masked_input(routed[2], vectors(cfg)[2])
     for bad in (

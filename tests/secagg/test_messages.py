@@ -160,11 +160,11 @@ def test_reordered_messages_are_rejected():
         server.receive(wire(m))
     with pytest.raises(InvalidMessageError, match="expected AdvertiseKeys"):
         server.receive(MaskedInput(R, 0, np.zeros(16, dtype=np.uint32)))
-    b = wire(server.broadcast_keys())
+    b = server.broadcast_keys()
     with pytest.raises(InvalidMessageError, match="expected KeysBroadcast"):
         clients[0].share_keys(SurvivorList(R, (0, 1)))
     with pytest.raises(StageError):
-        clients[0].share_keys(b)  # the session aborted on the bad message
+        clients[0].share_keys(wire(b[0]))  # the session aborted on the bad message
     with pytest.raises(StageError):
         clients[1].masked_input(SharesDelivery(R, 1, ()), np.zeros(16, dtype=np.uint32))
     with pytest.raises(StageError):
@@ -172,12 +172,13 @@ def test_reordered_messages_are_rejected():
 
 
 def test_tampered_keys_and_ciphertexts_are_detected_by_clients():
-    cfg = make_config(6, k=4, t=3)
+    cfg = make_config(6, k=5, t=3)  # complete graph: every client's broadcast holds every entry
     xs = vectors(cfg, 0)
     clients, server, adverts = _start(cfg)
     for m in adverts.values():
         server.receive(wire(m))
-    b = server.broadcast_keys()
+    bs = server.broadcast_keys()
+    b = bs[0]
     # the server swaps client 0's keys: client 0 notices its own keys were altered
     e0 = b.entries[0]
     swapped = KeysBroadcast(R, (KeyEntry(0, e0.s_pk, e0.c_pk),) + b.entries[1:])
@@ -188,14 +189,14 @@ def test_tampered_keys_and_ciphertexts_are_detected_by_clients():
     with pytest.raises(InvalidMessageError, match="repeated"):
         clients[1].share_keys(wire(dup))
     for cid in range(2, 6):
-        server.receive(wire(clients[cid].share_keys(wire(b))))
+        server.receive(wire(clients[cid].share_keys(wire(bs[cid]))))
     # clients 0, 1 aborted: rebuild a clean round to test the ciphertexts
     clients, server, adverts = _start(cfg)
     for m in adverts.values():
         server.receive(wire(m))
-    b = wire(server.broadcast_keys())
-    for c in clients.values():
-        server.receive(wire(c.share_keys(b)))
+    b = server.broadcast_keys()
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(wire(b[cid]))))
     routed = server.route_shares()
     d0 = routed[0]
     sender, ct = d0.ciphertexts[0]

@@ -170,9 +170,9 @@ def test_unmask_with_forged_consistency_signatures_is_refused():
     server = ServerSession(cfg, peer_identity_keys=pub)
     for c in clients.values():
         server.receive(wire(c.advertise_keys()))
-    b = wire(server.broadcast_keys())
-    for c in clients.values():
-        server.receive(wire(c.share_keys(b)))
+    b = server.broadcast_keys()
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(wire(b[cid]))))
     routed = server.route_shares()
     xs = vectors(cfg, 6)
     for cid, c in clients.items():
@@ -253,9 +253,9 @@ def test_round_below_threshold_aborts_before_anything_is_revealed():
     server = ServerSession(cfg)
     for c in clients.values():
         server.receive(wire(c.advertise_keys()))
-    b = wire(server.broadcast_keys())
-    for c in clients.values():
-        server.receive(wire(c.share_keys(b)))
+    b = server.broadcast_keys()
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(wire(b[cid]))))
     routed = server.route_shares()
     for cid in (5, 6, 7):
         server.receive(wire(clients[cid].masked_input(wire(routed[cid]), xs[cid])))
@@ -385,3 +385,15 @@ def test_results_report_cpu_and_wall_time_on_separate_clocks() -> None:
         aggregate(vectors(cfg, 3), cfg, dropouts=dict.fromkeys(range(6), "masked_input"))
     cost = info.value.cost
     assert set(cost.client_wall_s) == set(cfg.client_ids) and cost.server_wall_s > 0
+
+
+def test_key_broadcast_download_is_o_k_not_o_n() -> None:
+    """Issue 13 item 4: each client receives only its own and its neighbours' keys, so the key
+    broadcast's bytes per client do not grow with the cohort at fixed k."""
+    sizes = {}
+    for n in (24, 96):
+        cfg = make_config(n, k=6, t=3, d=8)
+        r = aggregate(vectors(cfg, 1), cfg, dropouts={1: "masked_input"})
+        sizes[n] = max(r.bytes_down[c]["share_keys"] for c in cfg.client_ids)
+        assert sizes[n] <= 7 * 70 + 64  # 7 entries (self + 6 neighbours) of 69 bytes, plus the header
+    assert sizes[24] == sizes[96]
