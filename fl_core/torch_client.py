@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
+from dp_accounting import DpEvent
 from torch import nn
 
 from dp import events as dp_events
@@ -40,7 +40,7 @@ class LocalDP:
             delta=self.delta,
         )
 
-    def event(self, num_examples: int, config: RoundConfig) -> Any:
+    def event(self, num_examples: int, config: RoundConfig) -> DpEvent:
         """The DpEvent one round of this client's local training costs (Poisson rate B/N, its steps)."""
         cfg = self.config_for(num_examples, config)
         steps = dp_sgd_steps(num_examples, cfg.batch_size, cfg.epochs)
