@@ -79,6 +79,7 @@ class ServerSession:
         self._routed: dict[int, tuple[int, ...]] = {}  # recipient -> senders whose shares it got
         self._mask_sets: dict[int, MaskSet] = {}
         self._survivors: tuple[int, ...] = ()
+        self._dropped_set: frozenset[int] = frozenset()
         self._dropped: tuple[int, ...] = ()
         self._sigs: dict[int, bytes] = {}
         self._u4: frozenset[int] = frozenset()
@@ -194,7 +195,7 @@ class ServerSession:
         if m.sender in self._shares:
             raise InvalidMessageError(f"duplicate (replayed) unmask reply from client {m.sender}")
         nbrs = set(self._nbrs[m.sender])
-        surv, drop = set(self._survivors), set(self._dropped)
+        surv, drop = self._u3, self._dropped_set  # sets built once per round: O(k) per message
         for owner, _ in m.self_mask_shares:
             if owner not in nbrs or owner not in surv:
                 raise InvalidMessageError(
@@ -279,7 +280,8 @@ class ServerSession:
                     ThresholdError(f"client {u} keeps {alive} surviving mask-neighbours, need {need}")
                 )
         self._survivors = tuple(sorted(u3))
-        self._dropped = tuple(sorted(self._u2 - u3))
+        self._dropped_set = self._u2 - u3
+        self._dropped = tuple(sorted(self._dropped_set))
         self._stage = Stage.CONSISTENCY
         rid = self.config.round_id
         return {
