@@ -122,13 +122,14 @@ def one_run_from_scores(
         ks.append(k)
         k //= 2
     level = p / len(ks)
-    best: dict[str, Any] = {"epsilon": 0.0, "k": ks[0], "r": 2 * ks[0], "v": 0}
+    tries = []
     for k in ks:
         low, high = order[:k], order[m - k :]
         v = int(np.sum(truth[high]) + np.sum(~truth[low]))
-        eps = one_run_epsilon(m, 2 * k, v, delta=delta, p=level)
-        if eps > best["epsilon"] or (best["v"] == 0 and k == ks[0]):
-            best = {"epsilon": eps, "k": k, "r": 2 * k, "v": v}
+        tries.append(
+            {"epsilon": one_run_epsilon(m, 2 * k, v, delta=delta, p=level), "k": k, "r": 2 * k, "v": v}
+        )
+    best: dict[str, Any] = max(tries, key=lambda t: t["epsilon"])  # ties: the first (largest k)
     best.update({"m": m, "p": p, "delta": delta, "tries": len(ks), "correction": "bonferroni over k"})
     return best
 
