@@ -21,6 +21,7 @@ from secagg import (
     ServerSession,
     _common,
 )
+from secagg.graph import NeighbourGraph, cohort_seed
 from secagg.hazmat import kex, shamir
 from secagg.hazmat.prg import expand
 from secagg.messages import MaskSet, SharesDelivery, SurvivorList, UnmaskRequest
@@ -28,7 +29,7 @@ from secagg.messages import MaskSet, SharesDelivery, SurvivorList, UnmaskRequest
 from ._helpers import wire
 
 
-def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: bool):
+def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: bool, tamper: str = "none"):
     """Issue 13, finding 1: the server forwards to the target only t share ciphertexts (from V), so the
     target masks with V alone; it then names V as dropped in one survivor list that a cohort majority
     signs. W (the target's other neighbours) release its self-mask shares, V's other holders release
@@ -75,7 +76,7 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     sigs = []
     for cid in survivors:
         try:
-            reply = clients[cid].consistency(wire(_survivor_list(cfg, cid, survivors, masked)))
+            reply = clients[cid].consistency(wire(_survivor_list(cfg, cid, survivors, masked, tamper)))
         except SecAggError:
             refused.add(cid)
             continue
@@ -112,12 +113,25 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     return xs[target], y, refused
 
 
-def _survivor_list(cfg, recipient, survivors, masked):
+def _survivor_list(cfg, recipient, survivors, masked, tamper="none"):
     """The survivor list as the attacker sends it: with the genuine signed mask sets of every surviving
-    client (it cannot forge them under identity keys; every extra one is ignored)."""
-    sets = tuple(
-        MaskSet(u, masked[u].mask_neighbours, masked[u].signature) for u in survivors if u != recipient
-    )
+    client (extra ones are ignored), or with the target's set left out ("omit"), or replaced by the
+    target's whole neighbourhood under its real signature ("forge")."""
+    target = 0
+    sets = []
+    for u in survivors:
+        if u == recipient:
+            continue
+        m = MaskSet(u, masked[u].mask_neighbours, masked[u].signature)
+        if u == target and tamper == "omit":
+            continue
+        if u == target and tamper == "forge":
+            graph = NeighbourGraph(
+                cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+            )
+            m = MaskSet(u, graph.neighbours(target), m.signature)  # the real neighbourhood, old signature
+        sets.append(m)
+    sets = tuple(sets)
     return SurvivorList(cfg.round_id, survivors, sets, model_hash=cfg.model_hash)
 
 
@@ -128,6 +142,14 @@ def test_uneven_share_routing_does_not_reveal_an_input(n, k, t, corrupt, identit
     x, recovered, refused = _attack_uneven_routing(n, k, t, corrupt, identity)
     assert recovered is None or not np.array_equal(recovered, x)
     assert refused  # honest clients saw it and said no
+
+
+@pytest.mark.parametrize("tamper", ["omit", "forge"])
+def test_uneven_routing_with_the_mask_set_hidden_or_forged_is_refused(tamper):
+    """Finding 1: the holders must see the target's own signed set; leaving it out, or showing a bigger
+    set under its signature, makes them refuse (identity keys on)."""
+    x, recovered, refused = _attack_uneven_routing(20, 8, 4, 1, True, tamper)
+    assert recovered is None and refused
 
 
 # --- finding 2: silently wrong sums ---------------------------------------------------------------------
