@@ -28,8 +28,10 @@ from audits.tradeoff import (
     collect_runs,
     describe,
     frontier,
+    nonprivate_twin,
     recommend,
     run_rows,
+    secagg_pairs,
     write_results_csv,
 )
 
@@ -89,14 +91,22 @@ def _metric_label(metric: str) -> str:
 
 
 def _baselines(settings: Sequence[Setting]) -> tuple[float | None, float | None]:
-    """Mean non-private FL utility and mean centralized utility of one context."""
-    plain = [s.utility.mean for s in settings if s.dp_mode == "none" and math.isfinite(s.utility.mean)]
-    cen = [
-        s.centralized.mean
-        for s in settings
-        if s.centralized is not None and math.isfinite(s.centralized.mean)
-    ]
-    return (max(plain) if plain else None), (sum(cen) / len(cen) if cen else None)
+    """The non-private FL utility and the mean centralized utility of one context.
+
+    The non-private line is the mean over the private settings' non-private twins (the same config
+    without DP) when the runs hold them, so the gap drawn is the cost of DP alone; otherwise the best
+    non-private setting of the context.
+    """
+    twins = {
+        t.setting_id: t for s in settings if s.private if (t := nonprivate_twin(s, settings)) is not None
+    }
+    plain = [t.utility.mean for t in twins.values() if math.isfinite(t.utility.mean)]
+    if not plain:
+        best = [s.utility.mean for s in settings if s.dp_mode == "none" and math.isfinite(s.utility.mean)]
+        plain = [max(best)] if best else []
+    cen = [s.centralized.mean for s in settings if s.centralized is not None]
+    cen = [c for c in cen if math.isfinite(c)]
+    return (sum(plain) / len(plain) if plain else None), (sum(cen) / len(cen) if cen else None)
 
 
 def _err(interval: Any) -> float:
@@ -141,7 +151,7 @@ def plot_tradeoff(settings: Sequence[Setting]) -> Figure | None:
             )
         plain, cen = _baselines(here)
         if plain is not None:
-            ax.axhline(plain, color="tab:green", ls="--", lw=1.2, label="FL, no DP")
+            ax.axhline(plain, color="tab:green", ls="--", lw=1.2, label="FL without DP")
         if cen is not None:
             ax.axhline(cen, color="tab:gray", ls=":", lw=1.5, label="centralized")
         ax.set_xscale("log")
@@ -154,7 +164,8 @@ def plot_tradeoff(settings: Sequence[Setting]) -> Figure | None:
     return Figure(
         "tradeoff",
         f"{_metric_label(settings[0].metric)} against epsilon",
-        "Mean over seeds with 95% t-intervals; dashed: the best non-private federated setting; dotted: "
+        "Mean over seeds with 95% t-intervals; dashed: federated learning without DP (the same settings "
+        "without DP where the runs hold them, else the best non-private one); dotted: "
         "centralized training on pooled data; black: the Pareto frontier (no other setting is both more "
         "private and more accurate).",
         _png(fig),
@@ -361,33 +372,43 @@ def summary_lines(
         plain, cen = _baselines(here)
         head = f"**{ctx[0]} / {ctx[1]}** ({len(here)} settings, {sum(len(s.runs) for s in here)} runs):"
         parts = [head]
-        if plain is not None:
-            parts.append(f"the best non-private federated setting reaches {metric} {plain:.3f}")
+        best_plain = max(
+            (s for s in here if s.dp_mode == "none" and math.isfinite(s.utility.mean)),
+            key=lambda s: s.utility.mean,
+            default=None,
+        )
+        if best_plain is not None:
+            parts.append(
+                f"the best non-private federated setting ({best_plain.label}) has {describe(best_plain)}"
+            )
         if cen is not None:
-            parts.append(f"centralized training on pooled data {cen:.3f}")
+            parts.append(f"centralized training on pooled data reaches {cen:.3f}")
         private = [s for s in here if s.private]
         if private:
             best = max(private, key=lambda s: s.utility.mean)
             most = min(private, key=lambda s: s.epsilon.mean)
             parts.append(f"the most accurate private setting ({best.label}) has {describe(best)}")
+            twin = nonprivate_twin(best, here)
+            if twin is not None:
+                cost = twin.utility.mean - best.utility.mean
+                parts.append(
+                    f"the same setting without DP reaches {twin.utility.mean:.3f}, so DP costs {cost:.3f}"
+                )
             if most is not best:
                 parts.append(f"the most private ({most.label}) has {describe(most)}")
-            if plain is not None:
-                parts.append(f"so privacy costs {plain - best.utility.mean:.3f} {metric} at best")
             if target_accuracy is not None or target_epsilon is not None:
                 rec = recommend(here, target_accuracy=target_accuracy, target_epsilon=target_epsilon)
                 parts.append(f"recommendation: {rec.text}")
-        sa = [s for s in here if s.secagg and s.dp_mode == "none"]
-        nosa = [s for s in here if not s.secagg and s.dp_mode == "none"]
-        if sa and nosa:
-            u_sa = sum(s.utility.mean for s in sa) / len(sa)
-            u_no = sum(s.utility.mean for s in nosa) / len(nosa)
-            b_sa = sum(s.bytes_up_per_round for s in sa) / len(sa)
-            b_no = sum(s.bytes_up_per_round for s in nosa) / len(nosa)
-            ratio = f"{b_sa / b_no:.2f}x" if b_no > 0 else "n/a"
+        pairs = secagg_pairs(here)
+        if pairs:
+            d_u = sum(on.utility.mean - off.utility.mean for off, on in pairs) / len(pairs)
+            ratios = [
+                on.bytes_up_per_round / off.bytes_up_per_round for off, on in pairs if off.bytes_up_per_round
+            ]
+            ratio = f"{sum(ratios) / len(ratios):.2f}x the upload bytes" if ratios else "upload bytes n/a"
             parts.append(
-                f"secure aggregation alone: {metric} {u_sa:.3f} against {u_no:.3f} without it, "
-                f"upload bytes {ratio}"
+                f"secure aggregation alone ({len(pairs)} paired settings) changes {metric} by {d_u:+.3f} "
+                f"and costs {ratio}"
             )
         lines.append("; ".join(parts[:1]) + " " + "; ".join(parts[1:]) + ".")
     return lines

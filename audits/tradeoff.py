@@ -26,6 +26,8 @@ else:  # pragma: no cover
 
 #: Config keys that set the amount of DP noise: settings that differ only in these form one curve.
 PRIVACY_KNOBS: tuple[str, ...] = ("dp.noise_multiplier", "dp.target_epsilon")
+#: Keys that make a (dataset, model) context: labels inside a context leave them out.
+CONTEXT_KEYS: tuple[str, ...] = ("data.dataset", "model.name")
 #: Keys never used to tell settings apart.
 IGNORED_KEYS: tuple[str, ...] = ("run.seed", "run.name", "run.threads")
 #: Keys of audit.json read as the empirical epsilon (the largest found wins), top level first.
@@ -326,7 +328,7 @@ def _short(key: str) -> str:
 
 def _label(flat: Mapping[str, Any], keys: Sequence[str]) -> str:
     if not keys:
-        return "all runs"
+        return "base config"
     parts = [f"{_short(k)}={_value_text(flat.get(k))}" for k in keys if flat.get(k) is not None]
     return " ".join(parts) or "base config"
 
@@ -447,6 +449,7 @@ class Setting:
     sim_round_s: float
     runs: tuple[str, ...]
     curve_key: str
+    config: tuple[tuple[str, Any], ...] = ()
 
     @property
     def private(self) -> bool:
@@ -462,28 +465,37 @@ class Setting:
 def aggregate(rows: Sequence[Mapping[str, Any]], level: float = 0.95) -> list[Setting]:
     """Group run rows by setting (everything but the seed) and aggregate each group over its seeds.
 
+    A setting's label names only the config keys that vary within its (dataset, model) context.
     `curve_key` groups settings that differ only in the noise (PRIVACY_KNOBS), i.e. one line of the
     accuracy-against-epsilon plot.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(str(row["setting_id"]), []).append(row)
+    configs = {
+        sid: tuple((k[4:], m[0][k]) for k in m[0] if k.startswith("cfg:")) for sid, m in groups.items()
+    }
+    by_context: dict[tuple[str, str], list[str]] = {}
+    for sid, members in groups.items():
+        by_context.setdefault((str(members[0]["dataset"]), str(members[0]["model"])), []).append(sid)
+    label_keys: dict[tuple[str, str], list[str]] = {}
+    for ctx, sids in by_context.items():
+        keys = [k for k, _ in configs[sids[0]] if k not in CONTEXT_KEYS]
+        label_keys[ctx] = [k for k in keys if len({_canonical(dict(configs[s]).get(k)) for s in sids}) > 1]
     out = []
     for sid, members in groups.items():
         first = members[0]
+        ctx = (str(first["dataset"]), str(first["model"]))
+        cfg = dict(configs[sid])
         cen = [float(m["centralized_metric"]) for m in members if _finite(m.get("centralized_metric"))]
         emp = [float(m["empirical_epsilon"]) for m in members if _finite(m.get("empirical_epsilon"))]
         utility = [float(m["fl_metric"]) if _finite(m.get("fl_metric")) else math.nan for m in members]
-        curve_parts = [
-            f"{k}={m}" for k, m in first.items() if k.startswith("cfg:") and k[4:] not in PRIVACY_KNOBS
-        ]
-        label_parts = [p for p in str(first["setting"]).split(" ") if p]
         out.append(
             Setting(
                 setting_id=sid,
-                label=" ".join(label_parts) or "all runs",
-                dataset=str(first["dataset"]),
-                model=str(first["model"]),
+                label=_label(cfg, label_keys[ctx]),
+                dataset=ctx[0],
+                model=ctx[1],
                 task=str(first["task"]),
                 metric=str(first["metric"]),
                 dp_mode=str(first["dp_mode"]),
@@ -499,10 +511,38 @@ def aggregate(rows: Sequence[Mapping[str, Any]], level: float = 0.95) -> list[Se
                 bytes_down_per_round=_mean(float(m["bytes_down_per_round"]) for m in members),
                 sim_round_s=_mean(float(m["sim_round_s"]) for m in members),
                 runs=tuple(str(m["run"]) for m in members),
-                curve_key=" ".join(curve_parts),
+                curve_key=_label(
+                    {k: v for k, v in cfg.items() if k not in PRIVACY_KNOBS},
+                    [k for k in label_keys[ctx] if k not in PRIVACY_KNOBS],
+                ),
+                config=configs[sid],
             )
         )
     return out
+
+
+def _without(config: Sequence[tuple[str, Any]], prefix: str) -> str:
+    return _canonical({k: v for k, v in config if not k.startswith(prefix)})
+
+
+def nonprivate_twin(setting: Setting, settings: Sequence[Setting]) -> Setting | None:
+    """The setting that differs from `setting` only in its DP keys and has no DP (its utility baseline)."""
+    key = _without(setting.config, "dp.")
+    for other in settings:
+        if (
+            other.dp_mode == "none"
+            and other.context == setting.context
+            and _without(other.config, "dp.") == key
+        ):
+            return other
+    return None
+
+
+def secagg_pairs(settings: Sequence[Setting]) -> list[tuple[Setting, Setting]]:
+    """(without, with) secure aggregation: settings without DP that differ only in secagg's keys."""
+    plain = [s for s in settings if s.dp_mode == "none"]
+    off = {_without(s.config, "secagg."): s for s in plain if not s.secagg}
+    return [(off[k], s) for s in plain if s.secagg and (k := _without(s.config, "secagg.")) in off]
 
 
 def _finite(value: Any) -> bool:

@@ -280,3 +280,26 @@ def test_interval_is_frozen() -> None:
     iv = Interval(1.0, 0.0, 2.0, 3, 1.0)
     with pytest.raises(AttributeError):
         iv.mean = 2.0  # type: ignore[misc]
+
+
+def test_twins_pair_settings_that_differ_only_in_privacy(tmp_path: Path) -> None:
+    from audits.report import summary_lines
+    from audits.tradeoff import nonprivate_twin, secagg_pairs
+
+    for seed in (0, 1):
+        write_fake_run(tmp_path / f"plain{seed}", seed=seed, accuracy=0.9, epsilon=None)
+        write_fake_run(tmp_path / f"sa{seed}", seed=seed, accuracy=0.88, epsilon=None, secagg=True)
+        write_fake_run(tmp_path / f"skew{seed}", seed=seed, accuracy=0.7, epsilon=None, partition="shards")
+        write_fake_run(tmp_path / f"dp{seed}", seed=seed, accuracy=0.8, epsilon=2.0, noise=1.0)
+    settings = aggregate(run_rows(collect_runs([tmp_path])[0]))
+    dp = next(s for s in settings if s.private)
+    twin = nonprivate_twin(dp, settings)
+    # The twin is the IID, plain-aggregation run: not the secagg one, not the shards one.
+    assert twin is not None and twin.utility.mean == pytest.approx(0.9) and not twin.secagg
+    pairs = secagg_pairs(settings)
+    assert len(pairs) == 1 and not pairs[0][0].secagg and pairs[0][1].secagg
+    assert pairs[0][0].distribution == pairs[0][1].distribution == "iid"
+    text = " ".join(summary_lines(settings))
+    assert "so DP costs 0.100" in text
+    # 3000 against 2000 upload bytes per round in the fake runs.
+    assert "changes accuracy by -0.020 and costs 1.50x the upload bytes" in text
