@@ -89,6 +89,7 @@ class ClientSession:
         self._share_keys_cache: dict[int, bytes] = {}  # peer -> AES-GCM key (one X25519 per peer)
         self._survivors: bytes | None = None  # SHA-256 of the confirmed list (O(1) memory per client)
         self._nbr_sets: dict[int, frozenset[int]] = {}  # graph neighbourhood of each neighbour
+        self._graph_neighbours: tuple[int, ...] = ()  # our whole graph neighbourhood, sorted
         self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -183,11 +184,14 @@ class ClientSession:
         # itself (O(n)) is not kept, so n in-process clients hold O(n k^2), not O(n^2)
         self._nbr_sets = {u: frozenset(graph.neighbours(u)) for u in mine}
         del graph
+        self._graph_neighbours = mine
         self._neighbours = tuple(v for v in mine if v in self._peers)
         t = cfg.threshold
         if len(self._neighbours) < t:
             raise ThresholdError(f"client {me} has {len(self._neighbours)} neighbours, fewer than t={t}")
-        xs = [v + 1 for v in self._neighbours]
+        # x = position of the holder in our whole graph neighbourhood (1..k), as the server rebuilds it
+        xpos = {v: i + 1 for i, v in enumerate(self._graph_neighbours)}
+        xs = [xpos[v] for v in self._neighbours]
         b_sh = shamir.split(int.from_bytes(self._b_seed, "little"), t, xs)
         s_sh = shamir.split(int.from_bytes(self._s.private_bytes(), "little"), t, xs)
         cts = []

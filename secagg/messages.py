@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -142,6 +143,13 @@ def _sig(sig: bytes) -> bytes:
 
 def _ids(ids: tuple[int, ...]) -> bytes:
     return _U32.pack(len(ids)) + struct.pack(f"<{len(ids)}I", *ids)
+
+
+@lru_cache(maxsize=4)
+def _round_ids(ids: tuple[int, ...]) -> bytes:
+    """`_ids` of a round-wide list (the survivors): the server sends the same list to every survivor,
+    so it is packed once, not n times (hashing the tuple is a few times cheaper than packing it)."""
+    return _ids(ids)
 
 
 @dataclass(frozen=True)
@@ -342,7 +350,7 @@ class SurvivorList(_Base):
     mask_sets: tuple[MaskSet, ...] = ()
 
     def to_bytes(self) -> bytes:
-        parts = [self._header(), _ids(self.survivors), _U32.pack(len(self.mask_sets))]
+        parts = [self._header(), _round_ids(self.survivors), _U32.pack(len(self.mask_sets))]
         for m in self.mask_sets:
             parts.append(_U32.pack(m.client_id) + _ids(m.neighbours) + _sig(m.signature))
         return b"".join(parts)

@@ -73,6 +73,8 @@ class ServerSession:
         self._aborted = False
         self._keys: dict[int, AdvertiseKeys] = {}
         self._nbrs: dict[int, tuple[int, ...]] = {}
+        self._full: dict[int, tuple[int, ...]] = {}
+        self._xpos: dict[int, dict[int, int]] = {}
         self._cts: dict[int, ShareKeys] = {}
         self._u2: frozenset[int] = frozenset()
         self._u3: set[int] = set()
@@ -228,6 +230,10 @@ class ServerSession:
         seed = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
         full = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed).all_neighbours()
         self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
+        # a holder's share of u sits at x = its position in u's whole graph neighbourhood (1..k): every
+        # owner's points lie in 1..k, so reconstruction needs no inversion per secret (shamir._universe)
+        self._full = {u: full[u] for u in self._keys}
+        self._xpos = {u: {v: i + 1 for i, v in enumerate(full[u])} for u in self._keys}
         self._stage = Stage.SHARE_KEYS
         return {
             u: KeysBroadcast(
@@ -318,9 +324,9 @@ class ServerSession:
         s_pts: dict[int, list[tuple[int, int]]] = {u: [] for u in self._dropped}
         for v, m in self._shares.items():
             for owner, y in m.self_mask_shares:
-                b_pts[owner].append((v + 1, y))
+                b_pts[owner].append((self._xpos[owner][v], y))
             for owner, y in m.key_shares:
-                s_pts[owner].append((v + 1, y))
+                s_pts[owner].append((self._xpos[owner][v], y))
         short = [u for u, p in (*b_pts.items(), *s_pts.items()) if len(p) < t]
         if short:
             raise self._abort(ThresholdError(f"fewer than t={t} shares arrived for clients {short[:10]}"))
@@ -328,9 +334,9 @@ class ServerSession:
 
         def rebuild(owner: int, pts: list[tuple[int, int]], what: str) -> bytes:
             try:
-                secret, checked = shamir.reconstruct_checked(pts, t)
+                secret, checked = shamir.reconstruct_checked(pts, t, universe=len(self._full[owner]))
             except InconsistentSharesError as exc:
-                senders = tuple(x - 1 for x in exc.suspects)
+                senders = tuple(self._full[owner][x - 1] for x in exc.suspects)
                 raise self._abort(
                     InconsistentSharesError(
                         f"the {what} shares of client {owner} do not lie on one polynomial; "

@@ -118,31 +118,61 @@ def share_from_bytes(raw: bytes) -> int:
     return y
 
 
-def _consistent_secret(xs: Sequence[int], ys: Sequence[int], threshold: int, prime: int) -> int | None:
-    """f(0) when the m points lie on one polynomial of degree < threshold, else None.
-
-    With v_j = 1 / prod_{l != j}(x_j - x_l), the points lie on such a polynomial iff
-    sum_j v_j y_j x_j^e = 0 for e = 0 .. m - t - 1 (the parity checks of the Reed-Solomon code whose
-    codewords are the sharings; McEliece and Sarwate 1981), and then f(0) = (-1)^(m-1) (prod x) sum_j
-    v_j y_j / x_j (Lagrange at zero in barycentric form). One batched inversion covers every v_j and
-    1 / x_j."""
+def _weights(xs: Sequence[int], prime: int) -> tuple[list[int], list[int]]:
+    """v_j = 1 / prod_{l != j}(x_j - x_l) and 1 / x_j for arbitrary distinct points: one batched inversion."""
     m = len(xs)
     diff = np.subtract.outer(np.asarray(xs, dtype=np.int64), np.asarray(xs, dtype=np.int64))
     np.fill_diagonal(diff, 1)  # x < 2^33: differences fit int64; products are taken as Python ints
     dens = [math.prod(row) % prime for row in diff.tolist()]
     inv = batch_inverse(dens + list(xs), prime)
-    z = [v * y % prime for v, y in zip(inv[:m], ys, strict=True)]
+    return inv[:m], inv[m:]
+
+
+@lru_cache(maxsize=64)
+def _universe(size: int, prime: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Weights of the full point set x = 1..size: prod_{l != j}(j - l) = (j - 1)! (-1)^(size - j)
+    (size - j)!, so one batched inversion per size serves every subset (`_subset_weights`)."""
+    fact = [1] * (size + 1)
+    for i in range(1, size + 1):
+        fact[i] = fact[i - 1] * i
+    dens = [(-1) ** (size - j) * fact[j - 1] * fact[size - j] % prime for j in range(1, size + 1)]
+    inv = batch_inverse(dens + list(range(1, size + 1)), prime)
+    return tuple(inv[:size]), tuple(inv[size:])
+
+
+def _subset_weights(xs: Sequence[int], size: int, prime: int) -> tuple[list[int], list[int]]:
+    """v_j of a subset of 1..size without any inversion: v_j(subset) = v_j(all) * prod over the missing
+    points l of (x_j - l), a few small factors when few holders are missing."""
+    full_v, full_ix = _universe(size, prime)
+    present = set(xs)
+    missing = [x for x in range(1, size + 1) if x not in present]
+    v = [full_v[x - 1] * math.prod(x - gap for gap in missing) % prime for x in xs]
+    return v, [full_ix[x - 1] for x in xs]
+
+
+def _consistent_secret(
+    xs: Sequence[int], ys: Sequence[int], threshold: int, prime: int, weights: tuple[list[int], list[int]]
+) -> int | None:
+    """f(0) when the m points lie on one polynomial of degree < threshold, else None.
+
+    With v_j = 1 / prod_{l != j}(x_j - x_l), the points lie on such a polynomial iff
+    sum_j v_j y_j x_j^e = 0 for e = 0 .. m - t - 1 (the parity checks of the Reed-Solomon code whose
+    codewords are the sharings; McEliece and Sarwate 1981), and then f(0) = (-1)^(m-1) (prod x) sum_j
+    v_j y_j / x_j (Lagrange at zero in barycentric form)."""
+    m = len(xs)
+    v, inv_x = weights
+    z = [vj * y % prime for vj, y in zip(v, ys, strict=True)]
     w = list(z)
     for _ in range(m - threshold):
         if sum(w) % prime:
             return None
-        w = [wj * xj for wj, xj in zip(w, xs, strict=True)]  # grows by 32 bits a step: no reduction needed
-    acc = sum(zj * ix for zj, ix in zip(z, inv[m:], strict=True)) * math.prod(xs) % prime
+        w = [wj * xj for wj, xj in zip(w, xs, strict=True)]  # grows by <= 32 bits a step: no reduction
+    acc = sum(zj * ix for zj, ix in zip(z, inv_x, strict=True)) * math.prod(xs) % prime
     return acc if m % 2 else (prime - acc) % prime
 
 
 def reconstruct_checked(
-    points: Sequence[tuple[int, int]], threshold: int, prime: int = PRIME
+    points: Sequence[tuple[int, int]], threshold: int, prime: int = PRIME, universe: int | None = None
 ) -> tuple[int, bool]:
     """Recover the secret from all points and say whether it was verified.
 
@@ -150,6 +180,8 @@ def reconstruct_checked(
     detection): otherwise InconsistentSharesError names the x-coordinates whose removal makes the rest
     consistent (the culprit when one share is bad and at least t + 2 arrived), or all of them when no
     single removal does. With exactly `threshold` points nothing can be checked: (secret, False).
+    `universe=K` says every x lies in 1..K (the protocol's x = position in the owner's neighbourhood):
+    the weights then come from a per-K table with no inversion per secret.
     """
     if len(points) < threshold:
         raise ThresholdError(f"need {threshold} shares to reconstruct, got {len(points)}")
@@ -159,16 +191,21 @@ def reconstruct_checked(
     for y in ys:
         if not 0 <= y < prime:
             raise InvalidMessageError(f"share value out of field range: {y}")
-    if len(points) == threshold:
-        return reconstruct(points, threshold, prime), False
-    secret = _consistent_secret(xs, ys, threshold, prime)
+
+    def weights(sub: Sequence[int]) -> tuple[list[int], list[int]]:
+        if universe is not None and all(1 <= x <= universe for x in sub):
+            return _subset_weights(sub, universe, prime)
+        return _weights(sub, prime)
+
+    secret = _consistent_secret(xs, ys, threshold, prime, weights(xs))
     if secret is not None:
-        return secret, True
+        return secret, len(points) > threshold
     suspects = []
     if len(points) >= threshold + 2:
         for j in range(len(points)):
-            rest = [i for i in range(len(points)) if i != j]
-            if _consistent_secret([xs[i] for i in rest], [ys[i] for i in rest], threshold, prime) is not None:
+            rx = [x for i, x in enumerate(xs) if i != j]
+            ry = [y for i, y in enumerate(ys) if i != j]
+            if _consistent_secret(rx, ry, threshold, prime, weights(rx)) is not None:
                 suspects.append(xs[j])
     raise InconsistentSharesError(
         f"{len(points)} shares do not lie on one polynomial of degree < {threshold}",

@@ -84,32 +84,42 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     request = UnmaskRequest(
         cfg.round_id, survivors, dropped, tuple(sigs) if identity else (), model_hash=cfg.model_hash
     )
-    b_pts: list[tuple[int, int]] = []
-    s_pts: dict[int, list[tuple[int, int]]] = {v: [] for v in v_set}
+    replies = []
     for cid in survivors:
         if cid in refused:
             continue
         try:
-            reply = wire(clients[cid].unmask(wire(request)))
+            replies.append(wire(clients[cid].unmask(wire(request))))
         except SecAggError:
             refused.add(cid)
-            continue
-        b_pts += [(cid + 1, y) for owner, y in reply.self_mask_shares if owner == target]
-        for owner, y in reply.key_shares:
-            s_pts[owner].append((cid + 1, y))
-    if len(b_pts) < t or any(len(p) < t for p in s_pts.values()):
-        return xs[target], None, refused
-    y = masked[target].masked.copy()
-    b_seed = shamir.reconstruct(b_pts, t).to_bytes(33, "little")[:16]
-    y -= expand(b_seed, cfg.vector_length)
-    target_pk = kex.load_public(adv[target].s_pk)
-    for v in v_set:
-        s_v = kex.load_private(shamir.reconstruct(s_pts[v], t).to_bytes(33, "little")[:32])
-        seed = _common.mask_seed(cfg, v, s_v, target, target_pk)
-        if target < v:
-            y -= expand(seed, cfg.vector_length)
-        else:
-            y += expand(seed, cfg.vector_length)
+    # the x-coordinate of a holder's share is public: its position in the owner's graph neighbourhood
+    # (id + 1 before issue 13's reconstruction change); the attacker tries both conventions
+    graph = NeighbourGraph(cfg.client_ids, k, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids))
+    pos = {u: {v: i + 1 for i, v in enumerate(graph.neighbours(u))} for u in cfg.client_ids}
+    conventions = (lambda owner, holder: pos[owner][holder], lambda owner, holder: holder + 1)
+    y = None
+    for x_of in conventions:
+        b_pts = [(x_of(target, r.sender), yv) for r in replies for o, yv in r.self_mask_shares if o == target]
+        s_pts = {
+            v: [(x_of(v, r.sender), yv) for r in replies for o, yv in r.key_shares if o == v] for v in v_set
+        }
+        if len(b_pts) < t or any(len(p) < t for p in s_pts.values()):
+            return xs[target], None, refused
+        y = masked[target].masked.copy()
+        b_seed = shamir.reconstruct(b_pts, t).to_bytes(33, "little")[:16]
+        y -= expand(b_seed, cfg.vector_length)
+        target_pk = kex.load_public(adv[target].s_pk)
+        for v in v_set:
+            raw = shamir.reconstruct(s_pts[v], t).to_bytes(33, "little")
+            if raw[32]:
+                break  # not a key: wrong convention
+            seed = _common.mask_seed(cfg, v, kex.load_private(raw[:32]), target, target_pk)
+            if target < v:
+                y -= expand(seed, cfg.vector_length)
+            else:
+                y += expand(seed, cfg.vector_length)
+        if np.array_equal(y, xs[target]):
+            break
     return xs[target], y, refused
 
 
