@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -207,6 +207,11 @@ class KeyEntry:
     s_pk: bytes
     signature: bytes = b""
 
+    @cached_property
+    def wire(self) -> bytes:
+        """The record's bytes, packed once: the server relays each entry to k + 1 clients."""
+        return _U32.pack(self.client_id) + self.c_pk + self.s_pk + _sig(self.signature)
+
 
 @dataclass(frozen=True)
 class KeysBroadcast(_Base):
@@ -219,7 +224,7 @@ class KeysBroadcast(_Base):
     def to_bytes(self) -> bytes:
         parts = [self._header(), _U32.pack(len(self.entries))]
         for e in self.entries:
-            parts.append(_U32.pack(e.client_id) + e.c_pk + e.s_pk + _sig(e.signature))
+            parts.append(e.wire)
         return b"".join(parts)
 
     @classmethod
@@ -338,6 +343,11 @@ class MaskSet:
     neighbours: tuple[int, ...]
     signature: bytes = b""
 
+    @cached_property
+    def wire(self) -> bytes:
+        """The record's bytes, packed once: the server relays each set to up to k survivors."""
+        return _U32.pack(self.client_id) + _ids(self.neighbours) + _sig(self.signature)
+
 
 @dataclass(frozen=True)
 class SurvivorList(_Base):
@@ -352,7 +362,7 @@ class SurvivorList(_Base):
     def to_bytes(self) -> bytes:
         parts = [self._header(), _round_ids(self.survivors), _U32.pack(len(self.mask_sets))]
         for m in self.mask_sets:
-            parts.append(_U32.pack(m.client_id) + _ids(m.neighbours) + _sig(m.signature))
+            parts.append(m.wire)
         return b"".join(parts)
 
     @classmethod
