@@ -444,6 +444,52 @@ TABLE_HEADER = (
 )
 
 
+HEADLINE_HEADER = (
+    "dataset / model",
+    "metric",
+    "FL, no DP (best)",
+    "centralized",
+    "FL + secagg",
+    "most accurate DP",
+    "most private DP",
+)
+
+
+def _cell_of(s: Setting | None) -> str:
+    if s is None:
+        return ""
+    text = _interval_text(s)
+    return f"{text} (eps {s.epsilon.mean:.3g})" if s.private else text
+
+
+def headline_rows(settings: Sequence[Setting]) -> list[tuple[str, ...]]:
+    """One row per (dataset, model): the best non-private setting, centralized, the best with secure
+    aggregation (no DP), and the most accurate and the most private DP settings (mean [95% interval])."""
+    rows = []
+    for ctx in _contexts(settings):
+        here = [s for s in settings if s.context == ctx and math.isfinite(s.utility.mean)]
+        if not here:
+            continue
+        plain = [s for s in here if s.dp_mode == "none" and not s.secagg]
+        secure = [s for s in here if s.dp_mode == "none" and s.secagg]
+        private = [s for s in here if s.private]
+        _, cen = _baselines(here)
+        best = max(private, key=lambda s: s.utility.mean, default=None)
+        most = min(private, key=lambda s: (s.epsilon.mean, -s.utility.mean), default=None)
+        rows.append(
+            (
+                f"{ctx[0]} / {ctx[1]}",
+                _metric_label(here[0].metric),
+                _cell_of(max(plain, key=lambda s: s.utility.mean, default=None)),
+                f"{cen:.3f}" if cen is not None else "",
+                _cell_of(max(secure, key=lambda s: s.utility.mean, default=None)),
+                _cell_of(best),
+                _cell_of(most) if most is not best else "",
+            )
+        )
+    return rows
+
+
 def table_rows(settings: Sequence[Setting]) -> list[tuple[str, ...]]:
     """One row per setting, grouped by context, non-private first then by epsilon."""
     front = set()
@@ -553,9 +599,10 @@ def build_report(
     audited = any(s.empirical_epsilon is not None for s in settings)
     notes = _notes(records, failed, audited, target_accuracy, target_epsilon)
     table = table_rows(settings)
-    _write_markdown(out / "report.md", summary, notes, figures, table, failed, len(records))
+    headline = headline_rows(settings)
+    _write_markdown(out / "report.md", summary, headline, notes, figures, table, failed, len(records))
     path = out / "report.html"
-    _write_html(path, summary, notes, figures, table, failed, len(records))
+    _write_html(path, summary, headline, notes, figures, table, failed, len(records))
     return path
 
 
@@ -586,6 +633,7 @@ def _notes(
 def _write_markdown(
     path: Path,
     summary: Sequence[str],
+    headline: Sequence[Sequence[str]],
     notes: Sequence[str],
     figures: Sequence[Figure],
     table: Sequence[Sequence[str]],
@@ -594,6 +642,7 @@ def _write_markdown(
 ) -> None:
     parts = ["# Privacy-utility tradeoff report", "", *notes, "", "## Summary", ""]
     parts += [f"- {line}" for line in summary]
+    parts += ["", "## Headline", "", _md_table(HEADLINE_HEADER, headline)]
     for f in figures:
         parts += ["", f"## {f.title}", "", f"![{f.title}](report_{f.stem}.png)", "", f.caption]
     parts += ["", "## All settings", "", _md_table(TABLE_HEADER, table)]
@@ -611,6 +660,7 @@ def _write_markdown(
 def _write_html(
     path: Path,
     summary: Sequence[str],
+    headline: Sequence[Sequence[str]],
     notes: Sequence[str],
     figures: Sequence[Figure],
     table: Sequence[Sequence[str]],
@@ -620,6 +670,7 @@ def _write_html(
     body = ["<h1>Privacy-utility tradeoff report</h1>"]
     body += [f'<p class="note">{_md_inline(n)}</p>' for n in notes]
     body += ["<h2>Summary</h2>", "<ul>"] + [f"<li>{_md_inline(line)}</li>" for line in summary] + ["</ul>"]
+    body += ["<h2>Headline</h2>", _html_table(HEADLINE_HEADER, headline)]
     for f in figures:
         data = base64.b64encode(f.png).decode("ascii")
         body += [

@@ -115,3 +115,17 @@ def test_report_from_a_real_sweep_lists_failures_and_agrees_with_its_folders(tmp
         assert float(row["centralized_metric"]) == summary["centralized"]["accuracy"]
         assert row["epsilon"] == "inf" and row["dp_mode"] == "none"
     assert "heterogeneity" in md.lower()  # iid against dirichlet(0.5): the heterogeneity plot is drawn
+
+
+def test_headline_table_one_row_per_context(tmp_path: Path) -> None:
+    fake_study(tmp_path)
+    build_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    section = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| digits / cnn")]
+    # Best non-private 0.95 [0.925, 0.975]; centralized 0.97; no secagg runs; most accurate DP 0.91 at eps 8;
+    # most private DP 0.65 at eps 1.
+    assert rows == [
+        "| digits / cnn | accuracy | 0.950 [0.925, 0.975] | 0.970 |  | 0.910 [0.885, 0.935] (eps 8) "
+        "| 0.650 [0.526, 0.774] (eps 1) |"
+    ]
