@@ -248,32 +248,39 @@ def _canonical(obj: Any) -> str:
 def empirical_epsilon(audit: Mapping[str, Any] | None) -> float | None:
     """The largest empirical epsilon lower bound in an audit.json, or None when there is none.
 
-    Reads the top-level keys AUDIT_EPSILON_KEYS first; otherwise searches nested tables (one entry per
-    attack) for the same keys and takes the largest (the strongest attack's bound).
+    `privagg audit` writes ``empirical``: a list of ``{source, epsilon, kind, rigorous}``; the entries whose
+    ``kind`` says "lower bound" count (estimates such as the GDP or one-shot numbers do not). Other
+    producers may give a number under a top-level key of AUDIT_EPSILON_KEYS, or under those keys in nested
+    tables (one per attack): the largest wins.
     """
     if not audit:
         return None
+    entries = audit.get("empirical")
+    if isinstance(entries, list):
+        bounds = [
+            float(e["epsilon"])
+            for e in entries
+            if isinstance(e, Mapping)
+            and "lower bound" in str(e.get("kind", ""))
+            and _finite(e.get("epsilon"))
+        ]
+        return max(bounds) if bounds else None
+    top = [float(audit[k]) for k in AUDIT_EPSILON_KEYS if _finite(audit.get(k))]
+    if top:
+        return max(top)
     found: list[float] = []
 
     def visit(node: Any) -> None:
         if isinstance(node, Mapping):
             for key, value in node.items():
-                if (
-                    key in AUDIT_EPSILON_KEYS
-                    and isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                ):
-                    if math.isfinite(float(value)):
-                        found.append(float(value))
+                if key in AUDIT_EPSILON_KEYS and _finite(value):
+                    found.append(float(value))
                 else:
                     visit(value)
         elif isinstance(node, list):
             for item in node:
                 visit(item)
 
-    top = [audit[k] for k in AUDIT_EPSILON_KEYS if isinstance(audit.get(k), (int, float))]
-    if top:
-        return float(max(top))
     visit(audit)
     return max(found) if found else None
 

@@ -190,6 +190,28 @@ def test_empirical_epsilon_reads_top_level_then_nested() -> None:
     assert empirical_epsilon({"attacks": {"loss": {"auc": 0.5}}}) is None
 
 
+def test_empirical_epsilon_reads_privagg_audit_output() -> None:
+    # The shape `privagg audit` writes: only entries whose kind is a lower bound count, never estimates,
+    # and the proven epsilon beside them is not an empirical one.
+    audit = {
+        "proven": {"epsilon": 8.0, "delta": 1e-5},
+        "membership": {"global": {"attacks": {"loss": {"epsilon_lower_bound": {"epsilon": 0.4}}}}},
+        "empirical": [
+            {"source": "loss", "epsilon": 0.4, "kind": "lower bound, Clopper-Pearson over examples"},
+            {"source": "loss, GDP", "epsilon": 3.0, "kind": "estimate (Gaussian trade-off assumed)"},
+            {
+                "source": "canaries, one run",
+                "epsilon": 1.2,
+                "kind": "lower bound at 95% (Steinke et al. 2023)",
+            },
+            {"source": "canaries, one-shot", "epsilon": 5.0, "kind": "estimate (Andrew et al. 2024)"},
+        ],
+    }
+    assert empirical_epsilon(audit) == 1.2
+    assert empirical_epsilon({"empirical": [{"epsilon": 2.0, "kind": "estimate"}]}) is None
+    assert empirical_epsilon({"empirical": []}) is None
+
+
 # ---------------------------------------------------------------- rows, CSV, aggregation
 
 
