@@ -12,9 +12,9 @@ Audits (names for ``attacks``):
   never took part) and against one client's local model (the largest participating client's local
   training from the final global model, as it would send it next round; non-members: the test split).
   Non-members of the local model are test examples drawn with the client's label mix.
-  Shadow / reference models train with the run's model, start weights and local recipe on balanced
-  random halves of the pool; with DP-SGD when the run used sample-level DP, without noise otherwise
-  (client-level noise is added to sums, which a centralized shadow does not imitate).
+  Shadow / reference models train on balanced random halves of the pool, by default each repeating
+  the run's federated training (config and DP included) through `fl_core.run_experiment`
+  (``shadow_training="federated"``), or centrally with `fl_core.training` (``"centralized"``).
 * ``canary``: Andrew et al.'s one-shot estimate and Steinke et al.'s one-run bound (runs with
   `audit.canary_clients`).
 * ``inversion``: the exact (linear first layer) or optimization attack on one client's plain batch-1
@@ -31,6 +31,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,35 @@ def _recipe(run: Any, start: np.ndarray, epochs: int, n_examples: int) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class FederatedRecipe:
+    """Shadow training that repeats the run itself: the same config (model, partition, strategy, rounds,
+    DP mode and noise; no canaries, no centralized baseline, no early stop) through
+    `fl_core.run_experiment` on the shadow's examples, with the shadow's seed (init and partition)."""
+
+    config: Any
+    task: str
+    model_factory: Callable[[], Any]
+
+    def train(self, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+        from fl_core import run_experiment
+        from fl_core.config import build_config
+        from fl_core.data import dataset_from_arrays
+        from fl_core.models import set_flat
+
+        data = self.config.to_dict()
+        data["run"]["seed"] = int(seed) % 2**31
+        data["centralized"] = {"enabled": False}
+        data["audit"] = {"canary_clients": 0}
+        data.get("dp", {}).pop("max_epsilon", None)
+        k = max(2, len(x) // 50)  # the per-round evaluation needs a test split: a few of its own examples
+        ds = dataset_from_arrays("shadow", x, y, x[:k], y[:k], task=self.task)  # type: ignore[arg-type]
+        result = run_experiment(build_config(data), dataset=ds)
+        model = self.model_factory()
+        set_flat(model, result.final_weights)
+        return model.eval()
+
+
 def _global_epochs(run: Any) -> int:
     """Passes over the data that the federated run made: rounds x local epochs x participation."""
     n_real = len(run.membership["clients"])
@@ -139,7 +169,13 @@ def _global_epochs(run: Any) -> int:
 
 
 def _membership(
-    run: Any, names: list[str], shadows: int, seed: int, progress: Progress | None, shadow_epochs: int | None
+    run: Any,
+    names: list[str],
+    shadows: int,
+    seed: int,
+    progress: Progress | None,
+    shadow_epochs: int | None,
+    shadow_training: str,
 ) -> dict[str, Any]:
     import torch
 
@@ -158,7 +194,13 @@ def _membership(
     y = np.concatenate([ds.y_train, ds.y_test])
     member = np.concatenate([in_train, np.zeros(ds.num_test, bool)])
     epochs = shadow_epochs or _global_epochs(run)
-    recipe = _recipe(run, run.initial, epochs, max(1, int(in_train.sum()) // 2))
+    recipe: Any = _recipe(run, run.initial, epochs, max(1, int(in_train.sum()) // 2))
+    if shadow_training == "federated":
+        if run.config.data.partition == "natural":
+            raise AuditError("federated shadow training cannot repeat a 'natural' partition; use centralized")
+        recipe = FederatedRecipe(run.config, task, recipe.model_factory)
+    elif shadow_training != "centralized":
+        raise AuditError(f"shadow_training must be 'federated' or 'centralized', got {shadow_training!r}")
     target = run.build_model(run.final)
 
     def tagged(stage: str) -> Progress | None:
@@ -166,7 +208,10 @@ def _membership(
             return None
         return lambda done, total, what: progress(done, total, f"{stage}: {what}")
 
-    out: dict[str, Any] = {"shadow_epochs": epochs}
+    out: dict[str, Any] = {
+        "shadow_training": shadow_training,
+        "shadow_epochs": epochs if shadow_training == "centralized" else None,
+    }
     out["global"] = membership_audit(
         target,
         x,
@@ -410,7 +455,12 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     mem = report.get("membership")
     if mem:
-        lines += ["## Membership inference", "", f"Shadow models: {mem['shadow_epochs']} epochs each.", ""]
+        how = (
+            "each repeats the federated run (same config and DP) on its half of the pool"
+            if mem["shadow_training"] == "federated"
+            else f"centralized training, {mem['shadow_epochs']} epochs each"
+        )
+        lines += ["## Membership inference", "", f"Shadow models: {how}.", ""]
         lines += _membership_table("Global model", mem["global"])
         lines += _membership_table(f"Client {mem['client']['client_id']}'s local model", mem["client"])
     can = report.get("canary")
@@ -483,13 +533,19 @@ def audit_run(
     seed: int = 0,
     *,
     shadow_epochs: int | None = None,
+    shadow_training: str = "federated",
     inversion_iterations: int = 300,
 ) -> dict[str, Any]:
     """Audit a finished run folder; writes audit.json, audit.md and PNGs into it and returns the report.
 
     ``attacks``: names from `AUDITS` ("lira" = online and offline); None runs every audit that fits.
-    ``progress(done, total, what)`` is called while shadow models train. ``shadow_epochs`` overrides the
-    shadow models' passes (default: what the federated run made: rounds x local epochs x participation)."""
+    ``shadow_training``: "federated" (default: each shadow repeats the run's federated training, DP
+    included, on its half of the pool) or "centralized" (`fl_core.training` with matched passes, faster
+    to reason about; ``shadow_epochs`` overrides its passes, by default what the federated run made:
+    rounds x local epochs x participation). ``progress(done, total, what)`` is called while shadow
+    models train."""
+    if shadow_training not in ("federated", "centralized"):
+        raise AuditError(f"shadow_training must be 'federated' or 'centralized', got {shadow_training!r}")
     if isinstance(shadows, bool) or not isinstance(shadows, int) or shadows < 2 or shadows % 2:
         raise AuditError(f"--shadows must be an even number >= 2, got {shadows!r}")
     run = _read(run_dir)
@@ -509,7 +565,9 @@ def audit_run(
     mem_names = [n for n in names if n in MEMBERSHIP]
     if mem_names:
         t = time.perf_counter()
-        report["membership"] = _membership(run, mem_names, shadows, seed, progress, shadow_epochs)
+        report["membership"] = _membership(
+            run, mem_names, shadows, seed, progress, shadow_epochs, shadow_training
+        )
         report["timings_s"]["membership"] = time.perf_counter() - t
         for name, r in report["membership"]["global"]["attacks"].items():
             empirical.append(

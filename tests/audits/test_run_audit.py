@@ -42,6 +42,16 @@ def test_audit_writes_report_and_figures(run_dir):
     assert (2, 2, "global model: shadow models trained") in calls
     md = (run_dir / "audit.md").read_text()
     assert "## Empirical epsilon beside the proven one" in md and "(allowed)" in md
+    assert "repeats the federated run" in md
+
+
+def test_centralized_shadows(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    rep = audit_run(copy, attacks=["lira"], shadows=2, shadow_training="centralized", shadow_epochs=1)
+    assert rep["membership"]["shadow_training"] == "centralized" and rep["membership"]["shadow_epochs"] == 1
+    assert set(rep["membership"]["global"]["attacks"]) == {"lira_online", "lira_offline"}
+    assert rep["skipped"] == {} and "canary" not in rep
 
 
 def test_bad_input_is_one_line(run_dir, tmp_path):
@@ -56,6 +66,8 @@ def test_bad_input_is_one_line(run_dir, tmp_path):
         audit_run(no_canaries, attacks=["magic"])
     with pytest.raises(AuditError, match="even"):
         audit_run(no_canaries, shadows=3)
+    with pytest.raises(AuditError, match="shadow_training"):
+        audit_run(no_canaries, shadow_training="magic")
     (no_canaries / "model.npz").write_bytes(b"tampered")
     with pytest.raises(AuditError, match="SHA-256") as err:
         audit_run(no_canaries, attacks=["loss"])
