@@ -5,6 +5,7 @@ DP-FedAvg and sample-level DP-SGD).
     .venv/bin/python benchmarks/audit_bench.py --parts timing --shadows 16      # each audit, timed
     .venv/bin/python benchmarks/audit_bench.py --parts table --shadows 8        # the README table
     .venv/bin/python benchmarks/audit_bench.py --parts table --rounds 10 --model mlp --shadows 4  # quick
+    ... --shadow-training centralized     # shadows by fl_core.training instead of repeating the run
 
 Runs and their audit.json/audit.md stay under --out (default runs/audit_bench). One torch thread.
 """
@@ -55,7 +56,7 @@ def timing(args: argparse.Namespace) -> None:
     rows = [("make the run (training)", made)]
     for audit in ("loss", "lira", "rmia", "canary", "inversion", "secagg"):
         t = time.perf_counter()
-        audit_run(run, attacks=[audit], shadows=args.shadows, seed=0)
+        audit_run(run, attacks=[audit], shadows=args.shadows, seed=0, shadow_training=args.shadow_training)
         rows.append((f"{audit}" + (f" ({args.shadows} shadows)" if audit in ("lira", "rmia") else ""),
                      time.perf_counter() - t))  # fmt: skip
     print(f"\ndigits, 100 clients, {args.model}, {args.rounds} rounds; one torch thread\n")
@@ -81,7 +82,7 @@ def table(args: argparse.Namespace) -> None:
     for name, extra in TABLE_SETTINGS:
         canary = ["audit.canary_clients=50"] if "client-level" in name or name == "no DP" else []
         run = make_run(args.out / name.replace(" ", "-"), base + extra + canary)
-        report = audit_run(run, shadows=args.shadows, seed=0)
+        report = audit_run(run, shadows=args.shadows, seed=0, shadow_training=args.shadow_training)
         summary = json.loads((run / "summary.json").read_text())
         rows.append((name, report["proven"]["epsilon"], _best(report), summary["fl"].get("accuracy")))
         print(f"done: {name}", flush=True)
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--out", type=Path, default=Path("runs/audit_bench"))
+    ap.add_argument("--shadow-training", default="federated", choices=("federated", "centralized"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
