@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 import secagg
+from fl_core.checkpoint import generator_state, set_generator_state
 from fl_core.errors import ConfigError, UpdateRejectedError
 from fl_core.mechanisms import Contribution, Mechanism, RoundContext, Sums, VectorLayout
 from fl_core.types import ClientUpdate, ModelVector
@@ -59,6 +60,16 @@ class Aggregator(Protocol):
         """Bytes of one plain full-vector upload (what the deadline is judged on)."""
         ...
 
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps (generator states)."""
+        ...
+
+    def check(self, cohort: int, mechanism: Mechanism) -> None:
+        """Refuse, before a run starts, a cohort this aggregator cannot serve safely."""
+        ...
+
+    def load_state(self, state: Mapping[str, Any]) -> None: ...
+
     def aggregate(
         self,
         ctx: RoundContext,
@@ -83,6 +94,15 @@ class PlaintextAggregator:
 
     def upload_estimate(self, dim: int) -> int:
         return self.upload_bits // 8 * dim + 64
+
+    def state(self) -> dict[str, Any]:
+        return {"rounding": generator_state(self._quant_rng)}
+
+    def check(self, cohort: int, mechanism: Mechanism) -> None:
+        return None
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        set_generator_state(self._quant_rng, state["rounding"])
 
     def aggregate(
         self,
@@ -157,7 +177,15 @@ def secagg_parameters(n: int, dropout_tolerance: float, corrupt_fraction: float)
         p = secagg.choose_parameters(n, dropout_rate=dropout_tolerance, corrupt_fraction=corrupt_fraction)
         return p.neighbours, p.threshold
     except secagg.SecAggConfigError:
-        return n - 1, min(n - 1, max(2, math.floor((1.0 - dropout_tolerance) * (n - 1))))
+        t = min(n - 1, max(2, math.floor((1.0 - dropout_tolerance) * (n - 1))))
+    corrupt = math.floor(corrupt_fraction * n)
+    if t <= corrupt:
+        raise ConfigError(
+            f"secagg: no safe threshold for {n} clients per round: the complete graph's t = {t} can be met "
+            f"by the {corrupt} colluders that corrupt_fraction={corrupt_fraction} tolerates; lower "
+            "secagg.corrupt_fraction or secagg.dropout_tolerance, or sample more clients"
+        )
+    return n - 1, t
 
 
 class SecureAggregator:
@@ -179,13 +207,33 @@ class SecureAggregator:
         dropout_tolerance: float = 0.3,
         corrupt_fraction: float = 0.05,
         record_transcript: bool = False,
+        seed: int | None = None,
     ) -> None:
         self.weight_cap, self.metric_scale = weight_cap, metric_scale
         self.dropout_tolerance, self.corrupt_fraction = dropout_tolerance, corrupt_fraction
         self.record_transcript = record_transcript
+        # the encoding's stochastic rounding: not secret (masks and DP noise hide the input), seeded so a
+        # run reproduces; OS-seeded when no seed is given
+        ss = np.random.SeedSequence([seed, 13]) if seed is not None else np.random.SeedSequence()
+        self._rounding = np.random.default_rng(ss)
 
     def upload_estimate(self, dim: int) -> int:
         return 4 * dim + 64
+
+    def state(self) -> dict[str, Any]:
+        return {"rounding": generator_state(self._rounding)}
+
+    def check(self, cohort: int, mechanism: Mechanism) -> None:
+        """A secure sum of one client is its input: refuse it; and refuse a cohort with no safe threshold."""
+        if cohort < 2:
+            raise ConfigError(
+                f"secagg.enabled with {cohort} client per round: a sum of one client is that client's "
+                "input; sample at least 2 clients per round"
+            )
+        secagg_parameters(cohort, self.dropout_tolerance, self.corrupt_fraction)
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        set_generator_state(self._rounding, state["rounding"])
 
     def layout(self, mechanism: Mechanism) -> VectorLayout:
         return mechanism.layout.extended("beyond")
@@ -267,6 +315,7 @@ class SecureAggregator:
                     vectors,
                     clip_range=limit,
                     dropouts=drops,
+                    rng=self._rounding,
                     config=cfg,
                     record_transcript=self.record_transcript,
                 )

@@ -30,7 +30,20 @@ else:  # pragma: no cover
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: Any) -> Any:
+        """TOML `true` is not a number: `run.rounds = true` must not run one round."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                if field is None or not isinstance(value, bool):
+                    continue
+                if "bool" not in str(field.annotation):
+                    raise ValueError(f"{key} must be a number, got {str(value).lower()}")
+        return data
 
 
 class RunSection(_Section):
@@ -244,7 +257,7 @@ def _drop_none(obj: Any) -> Any:
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         return f"unknown config key {loc!r}"
     got = first.get("input")
@@ -296,7 +309,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            where = f"{err.reason} at byte {err.start}"
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text: {where}") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from None
     return build_config(data, overrides)

@@ -23,6 +23,7 @@ from dp.accountant import epsilon_for
 from dp.calibration import calibrate_noise, dp_sgd_steps
 from dp.errors import DPError
 from dp.local import check_model
+from fl_core import checkpoint
 from fl_core.canaries import CanaryPlan
 from fl_core.centralized import matched_epochs, train_centralized
 from fl_core.config import MODEL_NAMES, RunConfig
@@ -195,6 +196,7 @@ def run_experiment(
     model: ModelSource | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_centralized_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ExperimentResult:
@@ -203,21 +205,38 @@ def run_experiment(
     `dataset` (a `fl_core.data.Dataset`) and `model` (a torch module, copied, or a factory called as
     factory(input_shape, num_outputs)) replace the config's data.dataset / model.name. With `out`, the
     run folder is written there (through `OUT.partial`, renamed when the run completes; a failed run
-    keeps the partial folder with every round it finished and error.txt).
+    keeps the partial folder with every round it finished and error.txt) with a checkpoint after every
+    round; `resume=True` continues `OUT.partial` from its last checkpoint (the same final model and
+    ledger as an uninterrupted run with the same seeds; no round is charged twice).
     """
     if out is None:
+        if resume:
+            raise ConfigError("resume needs the run folder (out=...)")
         return _run(config, dataset, model, on_round, on_centralized_epoch)
+    prepared = _prepare(config, dataset, model)  # every validation happens before anything is written
     rundir = RunDirectory(out, overwrite=overwrite)
-    rundir.create()
-    try:
+    if resume:
+        rundir.reopen(config.to_dict())
+    else:
+        rundir.create()
         rundir.write_config(config.to_dict())
+    try:
+        config_text = rundir.config_text()
 
-        def record(rec: RoundRecord) -> None:
-            rundir.append_round(rec)
+        def restore(server: FederatedServer) -> None:
+            if resume:
+                server.load_state(checkpoint.load(rundir.staging, config_text))
+                rundir.rewrite_rounds(server.history)
+
+        def record(server: FederatedServer, rec: RoundRecord) -> None:
+            checkpoint.save(rundir.staging, server.state(), config_text)  # first: a crash after it
+            rundir.append_round(rec)  # loses at most this metrics line, rewritten on resume
             if on_round is not None:
                 on_round(rec)
 
-        result = _run(config, dataset, model, record, on_centralized_epoch)
+        result = _run(
+            config, dataset, model, record, on_centralized_epoch, restore=restore, prepared=prepared
+        )
         rundir.write_json("privacy.json", result.privacy)
         if result.canaries is not None:
             c = result.canaries
@@ -246,13 +265,25 @@ def membership_record(config: RunConfig, result: ExperimentResult, *, from_objec
     }
 
 
-def _run(
-    config: RunConfig,
-    dataset: Dataset | None,
-    model: ModelSource | None,
-    on_round: Callable[[RoundRecord], None] | None,
-    on_centralized_epoch: Callable[[int, dict[str, float]], None] | None,
-) -> ExperimentResult:
+@dataclass
+class _Prepared:
+    """Everything built and validated before a run folder is created (bad input writes nothing)."""
+
+    ds: Dataset
+    workspace: torch.nn.Module
+    eval_model: torch.nn.Module
+    w0: ModelVector
+    parts: list[np.ndarray]
+    n_real: int
+    canaries: CanaryPlan | None
+    sampler: ClientSampler
+    profiles: list[Any]
+    spec: PrivacySpec
+    server: FederatedServer
+    evaluate_global: Callable[[ModelVector], dict[str, float]]
+
+
+def _prepare(config: RunConfig, dataset: Dataset | None, model: ModelSource | None) -> _Prepared:
     torch.set_num_threads(config.run.threads)
     seed = config.run.seed
     ds = dataset if dataset is not None else resolve_dataset(config)
@@ -314,7 +345,39 @@ def _run(
         upload_bits=t.upload_bits,
         seed=seed,
     )
-    history = server.run(config.run.rounds, on_round=on_round)
+    cohort = max(2, round(sampler.expected_cohort)) if s.mode == "poisson" else sampler.clients_per_round
+    server.aggregator.check(cohort, server.mechanism)  # e.g. secagg over one client, or no safe threshold
+    server.mechanism.check(cohort)  # e.g. a discrete Gaussian that does not fit its bits
+    return _Prepared(
+        ds, workspace, eval_model, w0, parts, n_real, canaries, sampler, profiles, spec, server,
+        evaluate_global,
+    )  # fmt: skip
+
+
+def _run(
+    config: RunConfig,
+    dataset: Dataset | None,
+    model: ModelSource | None,
+    on_round: Callable[..., None] | None,
+    on_centralized_epoch: Callable[[int, dict[str, float]], None] | None,
+    *,
+    restore: Callable[[FederatedServer], None] | None = None,
+    prepared: _Prepared | None = None,
+) -> ExperimentResult:
+    p = prepared or _prepare(config, dataset, model)
+    ds, workspace, eval_model, w0, server = p.ds, p.workspace, p.eval_model, p.w0, p.server
+    parts, n_real, canaries, sampler = p.parts, p.n_real, p.canaries, p.sampler
+    profiles, spec = p.profiles, p.spec
+    evaluate_global, clients, seed, t = p.evaluate_global, server.clients, config.run.seed, config.train
+    sizes = [c.num_examples for c in clients]
+    if restore is not None:
+        restore(server)
+        left = config.run.rounds - len(server.history)
+        if left > 0:
+            server.run(left, on_round=(lambda rec: on_round(server, rec)) if on_round else None)
+    else:
+        server.run(config.run.rounds, on_round=on_round)
+    history = server.history
     final = evaluate_global(server.weights)
     centralized: list[dict[str, float]] = []
     epochs = matched_epochs(config.run.rounds, t.local_epochs, sampler.expected_cohort, len(clients))

@@ -39,6 +39,7 @@ from dp.noise import (
     gaussian_noise_sum,
 )
 from dp.rng import NoiseSource, noise_source
+from fl_core.checkpoint import generator_state, set_generator_state
 from fl_core.errors import ConfigError
 from fl_core.privacy import PrivacySpec
 from fl_core.sampling import ClientSampler
@@ -163,6 +164,9 @@ class Mechanism(ABC):
     def decode_ring(self, total: np.ndarray, ctx: RoundContext) -> np.ndarray:
         raise ConfigError(f"the {self.name} mechanism has no ring encoding of its own")
 
+    def check(self, cohort: int) -> None:
+        """Refuse, before a run starts, parameters that cannot work for a cohort of this size."""
+
     # -- the server
     @abstractmethod
     def server_side(self, sums: Sums, ctx: RoundContext) -> tuple[ModelVector | None, dict[str, Any]]:
@@ -189,6 +193,14 @@ class Mechanism(ABC):
     def summary(self) -> dict[str, Any]:
         """What privacy.json states about this mechanism's spend (beyond the spec)."""
         return {}
+
+    # -- checkpoint / resume (fl_core.checkpoint: generator states only when the noise is seeded)
+    def state(self) -> dict[str, Any]:
+        return {"noise": generator_state(self.noise.generator) if self.noise.seeded else None}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("noise") is not None and self.noise.seeded:
+            set_generator_state(self.noise.generator, state["noise"])
 
 
 class NoPrivacy(Mechanism):
@@ -258,6 +270,18 @@ class LocalDPSGD(Mechanism):
 
     def summary(self) -> dict[str, Any]:
         return {"client_epsilons": self.ledgers.epsilons(), "accountant": "pld, per client"}
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **super().state(),
+            "ledgers": self.ledgers.to_json(),
+            "eps": {str(k): v for k, v in self._eps.items()},
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        super().load_state(state)
+        self.ledgers = ClientLedgers.from_json(state["ledgers"])
+        self._eps = {int(k): float(v) for k, v in state["eps"].items()}
 
 
 class ClientLevelDP(Mechanism):
@@ -367,6 +391,23 @@ class ClientLevelDP(Mechanism):
             out["sum_noise_multiplier"] = self.clipper.sum_noise_multiplier
         return out
 
+    def state(self) -> dict[str, Any]:
+        out = {**super().state(), "clip_norm": self.clip_norm, "accountant": self.accountant.to_json()}
+        if self.clipper is not None:
+            out["clipper"] = self.clipper.state()
+            src = self.clipper._source
+            out["clipper_noise"] = generator_state(src.generator) if src.seeded else None
+        return out
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        super().load_state(state)
+        self.clip_norm = float(state["clip_norm"])
+        self.accountant = PrivacyAccountant.from_json(state["accountant"])
+        if self.clipper is not None:
+            self.clipper.clip_norm = float(state["clipper"]["clip_norm"])
+            if state.get("clipper_noise") is not None and self.clipper._source.seeded:
+                set_generator_state(self.clipper._source.generator, state["clipper_noise"])
+
 
 class CentralGaussian(ClientLevelDP):
     """dp.mode = central: the (trusted) server adds N(0, (z C)^2) to the sum after aggregation."""
@@ -434,6 +475,9 @@ class DiscreteGaussianMechanism(DistributedGaussian):
             except DPError as exc:
                 raise ConfigError(f"dp.mechanism='discrete_gaussian': {exc}") from None
         return self._params[key]
+
+    def check(self, cohort: int) -> None:
+        self.params(cohort)
 
     def _codec(self, ctx: RoundContext) -> DistributedDiscreteGaussian:
         seed = hashlib.sha256(b"privagg/ddg-rotation" + ctx.round_id).digest()

@@ -18,7 +18,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tomli_w
 
+from fl_core.checkpoint import atomic_write
 from fl_core.errors import RunDirectoryError
 from fl_core.types import RoundRecord
 
@@ -84,8 +84,28 @@ class RunDirectory:
             raise RunDirectoryError(f"cannot create {str(self.staging)!r}: {exc}") from None
         (self.staging / "metrics.jsonl").touch()
 
+    def reopen(self, config: Mapping[str, Any]) -> None:
+        """Continue an unfinished run: its `.partial` folder must exist and hold this very config."""
+        if not self.staging.is_dir():
+            raise RunDirectoryError(f"nothing to resume: {str(self.staging)!r} does not exist")
+        if self.path.exists():
+            raise RunDirectoryError(f"{str(self.path)!r} exists already: that run completed")
+        saved = self.staging / "config.toml"
+        if not saved.is_file() or saved.read_text(encoding="utf-8") != tomli_w.dumps(dict(config)):
+            raise RunDirectoryError(f"{str(saved)!r} is missing or differs from the config to resume")
+        (self.staging / "error.txt").unlink(missing_ok=True)
+
+    def config_text(self) -> str:
+        return (self.staging / "config.toml").read_text(encoding="utf-8")
+
+    def rewrite_rounds(self, records: Sequence[RoundRecord]) -> None:
+        """metrics.jsonl as of the checkpoint (drops a line written after it, before a crash)."""
+        self.rows = [_clean(r.as_row()) for r in records]
+        text = "".join(json.dumps(row) + "\n" for row in self.rows)
+        atomic_write(self.staging / "metrics.jsonl", text.encode())
+
     def write_config(self, config: Mapping[str, Any]) -> None:
-        (self.staging / "config.toml").write_text(tomli_w.dumps(dict(config)))
+        atomic_write(self.staging / "config.toml", tomli_w.dumps(dict(config)).encode())
 
     def append_round(self, record: RoundRecord) -> None:
         row = _clean(record.as_row())
@@ -95,22 +115,24 @@ class RunDirectory:
             fh.flush()
 
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
-        (self.staging / name).write_text(json.dumps(_clean(data), indent=2) + "\n")
+        atomic_write(self.staging / name, (json.dumps(_clean(data), indent=2) + "\n").encode())
 
     def write_model(self, initial: np.ndarray, final: np.ndarray) -> str:
         """model.npz (flat float32 initial and final weights, no pickle); returns its SHA-256 (hex)."""
         path = self.staging / MODEL_FILE
-        _atomic_write(path, _npz_bytes(initial=initial, final=final))
+        atomic_write(path, _npz_bytes(initial=initial, final=final))
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     def write_canaries(self, directions: np.ndarray, inserted: np.ndarray, norm: float) -> None:
         path = self.staging / CANARY_FILE
-        _atomic_write(path, _npz_bytes(directions=directions, inserted=inserted, norm=np.float64(norm)))
+        atomic_write(path, _npz_bytes(directions=directions, inserted=inserted, norm=np.float64(norm)))
 
     def finish(self, summary: Mapping[str, Any]) -> Path:
         """Write metrics.csv and summary.json, then atomically publish the folder."""
         self._write_csv()
         self.write_json("summary.json", summary)
+        for name in ("checkpoint.json", "checkpoint.npz"):  # a finished run needs no resume point
+            (self.staging / name).unlink(missing_ok=True)
         if self.path.is_dir():
             shutil.rmtree(self.path)
         elif self.path.exists():
@@ -141,16 +163,6 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file, fsync and rename: a crash leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

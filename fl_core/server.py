@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,9 +28,10 @@ from fl_core.aggregators import (
     Transmission,
     rejection_reason,
 )
+from fl_core.checkpoint import generator_state, set_generator_state
 from fl_core.client import Client
 from fl_core.devices import IDEAL, DeviceProfile
-from fl_core.errors import ConfigError, TrainingDivergedError, UpdateRejectedError
+from fl_core.errors import ConfigError, RunDirectoryError, TrainingDivergedError, UpdateRejectedError
 from fl_core.mechanisms import Contribution, Mechanism, RoundContext, Sums, build_mechanism
 from fl_core.privacy import PrivacySpec
 from fl_core.sampling import ClientSampler
@@ -86,6 +87,7 @@ def build_aggregator(spec: PrivacySpec, upload_bits: int = 32, seed: int = 0) ->
             metric_scale=spec.metric_scale,
             dropout_tolerance=spec.dropout_tolerance,
             corrupt_fraction=spec.corrupt_fraction,
+            seed=seed,
         )
     return PlaintextAggregator(upload_bits, seed)
 
@@ -287,12 +289,49 @@ class FederatedServer:
         self.last_transmission = tx
         return record
 
+    # ------------------------------------------------------------------ checkpoint / resume
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly (see fl_core.checkpoint)."""
+        return {
+            "round": len(self.history),
+            "weights": self.weights.copy(),
+            "history": [asdict(r) for r in self.history],
+            "participants": [list(p) for p in self.participants],
+            "stopped": self.stopped,
+            "sample_rng": generator_state(self._sample_rng),
+            "fault_rng": generator_state(self._fault_rng),
+            "strategy": self.strategy.state_dict(),
+            "mechanism": self.mechanism.state(),
+            "aggregator": self.aggregator.state(),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state()`: weights, history, every generator, the strategy, the ledgers."""
+        weights = np.asarray(state["weights"], dtype=np.float32)
+        if weights.shape != self.weights.shape:
+            raise RunDirectoryError(
+                f"checkpoint holds {weights.size} weights, the model has {self.weights.size}; "
+                "refusing to resume"
+            )
+        self.weights = weights.copy()
+        self.history = [RoundRecord(**r) for r in state["history"]]
+        self.participants = [tuple(p) for p in state["participants"]]
+        self.stopped = state["stopped"]
+        set_generator_state(self._sample_rng, state["sample_rng"])
+        set_generator_state(self._fault_rng, state["fault_rng"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.mechanism.load_state(state["mechanism"])
+        self.aggregator.load_state(state["aggregator"])
+
     def run(self, rounds: int, on_round: Callable[[RoundRecord], None] | None = None) -> list[RoundRecord]:
         """Rounds 1..rounds (continuing after any in `history`); stops early when the budget is spent."""
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         start = len(self.history) + 1
         for r in range(start, start + rounds):
+            if self.stopped is not None:
+                break
             rec = self.run_round(r)
             if rec is None:
                 break

@@ -67,9 +67,13 @@ def run(
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/NAME-TIME).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue an interrupted run from its last checkpoint: NAME.partial."),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run one experiment and write its run folder."""
+    """Run one experiment and write its run folder (or --resume an interrupted one)."""
     import tomli_w
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -78,6 +82,14 @@ def run(
     from fl_core.experiment import run_experiment
 
     console = Console()
+    if resume is not None:
+        if config is not None or set_ or out is not None:
+            raise typer.BadParameter("--resume takes the run's own config: give no CONFIG, --set or --out")
+        if not resume.name.endswith(".partial"):
+            what = f"--resume expects an unfinished run folder NAME.partial, got {str(resume)!r}"
+            raise RunDirectoryError(what)
+        out = resume.with_name(resume.name[: -len(".partial")])
+        config = resume / "config.toml"
     cfg = load_config(config, set_ or [])
     if not quiet:
         console.rule("[bold]privagg run: resolved config")
@@ -101,7 +113,12 @@ def run(
                 progress.advance(cen_task)
 
             result = run_experiment(
-                cfg, out=folder, overwrite=overwrite, on_round=on_round, on_centralized_epoch=on_epoch
+                cfg,
+                out=folder,
+                overwrite=overwrite,
+                resume=resume is not None,
+                on_round=on_round,
+                on_centralized_epoch=on_epoch,
             )
         summary = result.summary()
         path = result.run_dir

@@ -61,8 +61,8 @@ class FedOpt(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "m": None if self.m is None else self.m.tolist(),
-            "v": None if self.v is None else self.v.tolist(),
+            "m": None if self.m is None else self.m.copy(),
+            "v": None if self.v is None else self.v.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

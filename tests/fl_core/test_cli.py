@@ -82,12 +82,15 @@ def test_existing_folder_refused_unless_overwrite(tmp_path: Path, capsys) -> Non
 
 def test_failed_run_leaves_only_a_partial_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    # 400 clients with at least 2 examples each cannot be cut from 455 training examples
-    code = main(["run", *TINY, "--set", "data.num_clients=400", "--out", str(out), "--quiet"])
+    # a learning rate this large makes regression diverge during the rounds: the run fails mid-way
+    diverge = ["--set", "data.dataset=diabetes", "--set", "model.name=mlp", "--set", "train.lr=1e6"]
+    code = main(["run", *TINY, *diverge, "--out", str(out), "--quiet"])
     assert code == 2
     assert not out.exists()
     partial = tmp_path / "run.partial"
     assert (partial / "error.txt").exists() and not (partial / "summary.json").exists()
+    error = (partial / "error.txt").read_text()
+    assert "TrainingDivergedError" in error and "lower train.lr" in error
 
 
 def test_bad_key_is_one_line_exit_2_no_traceback(tmp_path: Path) -> None:
