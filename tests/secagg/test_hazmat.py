@@ -220,3 +220,40 @@ def test_lagrange_coefficients_are_cached():
         assert shamir.reconstruct(list(zip([1, 2, 3], ys, strict=False)), 3) == 99
     info = shamir.lagrange_at_zero.cache_info()
     assert info.hits == 2 and info.misses == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), universe=st.booleans())
+def test_checked_reconstruction_detects_and_names_an_altered_share(data, universe):
+    """Issue 13 finding 2: every subset of >= t shares gives the secret, verified iff more than t; one
+    altered share among m > t is always detected, and named when m >= t + 2 (with or without the
+    per-k weight table)."""
+    from secagg.errors import InconsistentSharesError
+
+    k = data.draw(st.integers(2, 24))
+    t = data.draw(st.integers(1, k))
+    secret = data.draw(st.integers(0, 2**256 - 1))
+    xs = (
+        list(range(1, k + 1))
+        if universe
+        else sorted(data.draw(st.sets(st.integers(1, 2**32), min_size=k, max_size=k)))
+    )
+    ys = shamir.split(secret, t, xs)
+    chosen = sorted(data.draw(st.sets(st.integers(0, k - 1), min_size=t, max_size=k)))
+    pts = [(xs[i], ys[i]) for i in chosen]
+    uni = k if universe else None
+    assert shamir.reconstruct_checked(pts, t, universe=uni) == (secret, len(pts) > t)
+    if len(pts) == t:
+        return
+    bad = data.draw(st.integers(0, len(pts) - 1))
+    delta = data.draw(st.sampled_from([1, 2**64, shamir.PRIME - 1]))
+    altered = list(pts)
+    altered[bad] = (pts[bad][0], (pts[bad][1] + delta) % shamir.PRIME)
+    with pytest.raises(InconsistentSharesError) as info:
+        shamir.reconstruct_checked(altered, t, universe=uni)
+    if len(pts) >= t + 2:
+        assert info.value.suspects == (pts[bad][0],)
+    else:
+        assert pts[bad][0] in info.value.suspects
+    with pytest.raises(ThresholdError):
+        shamir.reconstruct_checked(pts[: t - 1], t, universe=uni)
