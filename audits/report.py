@@ -36,7 +36,7 @@ from audits.tradeoff import (
 )
 
 #: Most panels in one figure, and most lines in one panel (the rest are listed in the tables).
-MAX_PANELS = 9
+MAX_PANELS = 12
 MAX_LINES = 8
 DPI = 90
 
@@ -62,6 +62,7 @@ def _plt() -> Any:
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
+    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     _plt().close(fig)
     return buf.getvalue()
@@ -79,7 +80,7 @@ def _grid(n: int) -> tuple[Any, list[Any]]:
     plt = _plt()
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -127,7 +128,8 @@ def plot_tradeoff(settings: Sequence[Setting]) -> Figure | None:
         curves: dict[str, list[Setting]] = {}
         for s in private:
             curves.setdefault(s.curve_key, []).append(s)
-        for i, (key, members) in enumerate(list(curves.items())[:MAX_LINES]):
+        names = _distinct_labels(list(curves))
+        for i, members in enumerate(list(curves.values())[:MAX_LINES]):
             members.sort(key=lambda s: s.epsilon.mean)
             ax.errorbar(
                 [s.epsilon.mean for s in members],
@@ -135,7 +137,7 @@ def plot_tradeoff(settings: Sequence[Setting]) -> Figure | None:
                 yerr=[_err(s.utility) for s in members],
                 marker="o",
                 capsize=3,
-                label=_short_label(key) or f"series {i + 1}",
+                label=names[i] if len(curves) > 1 else "DP, by noise",
             )
         front = frontier(here)
         if len(front) > 1:
@@ -160,16 +162,32 @@ def plot_tradeoff(settings: Sequence[Setting]) -> Figure | None:
         ax.set_ylabel(_metric_label(here[0].metric))
         ax.set_title(f"{ctx[0]} / {ctx[1]}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return Figure(
         "tradeoff",
-        f"{_metric_label(settings[0].metric)} against epsilon",
+        f"{_utility_name(settings)} against epsilon",
         "Mean over seeds with 95% t-intervals; dashed: federated learning without DP (the same settings "
         "without DP where the runs hold them, else the best non-private one); dotted: "
         "centralized training on pooled data; black: the Pareto frontier (no other setting is both more "
         "private and more accurate).",
         _png(fig),
     )
+
+
+def _utility_name(settings: Sequence[Setting]) -> str:
+    names = sorted({_metric_label(s.metric) for s in settings})
+    return " or ".join(names)
+
+
+def _distinct_labels(keys: Sequence[str]) -> list[str]:
+    """Curve labels without the parts every curve shares ('dp=local' on every line says nothing)."""
+    parts = [k.split(" ") for k in keys]
+    common = set.intersection(*(set(p) for p in parts)) if parts else set()
+    out = []
+    for i, p in enumerate(parts):
+        text = _short_label(" ".join(x for x in p if x not in common))
+        out.append(text or f"series {i + 1}")
+    return out
 
 
 def _plain_log_ticks(axis: Any) -> None:
@@ -185,6 +203,9 @@ def _short_label(key: str) -> str:
     parts = [p.replace("cfg:", "") for p in key.split(" ") if p]
     short = []
     for p in parts:
+        if "=" not in p:
+            short.append(p)
+            continue
         k, _, v = p.partition("=")
         last = k.split(".")
         name = last[-2] if last[-1] in ("name", "mode", "enabled") and len(last) > 1 else last[-1]
@@ -230,6 +251,13 @@ def plot_convergence(settings: Sequence[Setting], records: Mapping[str, RunRecor
         here = [s for s in settings if s.context == ctx]
         here.sort(key=lambda s: (s.private, -s.utility.mean if math.isfinite(s.utility.mean) else 0.0))
         metric = here[0].metric
+        names = dict(
+            zip(
+                (s.setting_id for s in here[:MAX_LINES]),
+                _distinct_labels([s.label for s in here[:MAX_LINES]]),
+                strict=True,
+            )
+        )
         for s in here[:MAX_LINES]:
             curves = [[m.get(f"test_{metric}") for m in records[r].metrics] for r in s.runs if r in records]
             curves = [c for c in curves if c and all(isinstance(v, (int, float)) for v in c)]
@@ -237,7 +265,9 @@ def plot_convergence(settings: Sequence[Setting], records: Mapping[str, RunRecor
                 continue
             length = min(len(c) for c in curves)
             mean = [sum(c[i] for c in curves) / len(curves) for i in range(length)]
-            ax.plot(range(1, length + 1), mean, label=_short_label(s.label)[:40] or "run", lw=1.2)
+            ax.plot(
+                range(1, length + 1), mean, label=names[s.setting_id] if len(names) > 1 else s.label, lw=1.2
+            )
             drawn += 1
         ax.set_xlabel("round")
         ax.set_ylabel(f"test {_metric_label(metric)}")
@@ -484,7 +514,7 @@ def headline_rows(settings: Sequence[Setting]) -> list[tuple[str, ...]]:
                 f"{cen:.3f}" if cen is not None else "",
                 _cell_of(max(secure, key=lambda s: s.utility.mean, default=None)),
                 _cell_of(best),
-                _cell_of(most) if most is not best else "",
+                _cell_of(most),
             )
         )
     return rows
