@@ -196,6 +196,104 @@ def budget(
     Console().print(table)
 
 
+@app.command()
+def audit(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (privagg run --out ...).")],
+    attacks: Annotated[
+        str | None,
+        typer.Option("--attacks", "-a", help="Comma-separated audits (default: every one that fits)."),
+    ] = None,
+    shadows: Annotated[
+        int, typer.Option("--shadows", help="Shadow models for LiRA / reference models for RMIA.")
+    ] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the attacks' own randomness.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print audit.json instead of a summary.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Attack a finished run; write audit.json, audit.md and plots into it (empirical vs proven epsilon)."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from audits import audit_run
+
+    chosen = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
+    console = Console(stderr=as_json)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=quiet or as_json) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(done: int, total: int, what: str) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done, total=total)
+
+        report = audit_run(run_dir, attacks=chosen, shadows=shadows, progress=on_progress, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    out = Console()
+    out.print((run_dir / "audit.md").read_text(encoding="utf-8") if not quiet else "", markup=False)
+    out.print(f"audit written to {run_dir / 'audit.json'} and {run_dir / 'audit.md'}", markup=False)
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="SWEEP.toml: a base config, a [grid] of keys, seeds.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Sweep folder (resumed when it exists).")],
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Worker processes (default: one per core).")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a grid of configs in parallel, one run folder each; an interrupted sweep resumes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from audits.sweep import load_spec, run_sweep
+
+    console = Console()
+    total = len(load_spec(spec).points)  # validates every point before anything runs
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sweep points", total=total)
+
+        def on_point(p: object) -> None:
+            point = p.point  # type: ignore[attr-defined]
+            progress.update(task, completed=p.finished)  # type: ignore[attr-defined]
+            if not quiet:
+                note = f": {point.error}" if point.error else ""
+                progress.console.print(f"{point.status:>7} {point.name}{note}", markup=False, highlight=False)
+
+        result = run_sweep(spec, out, jobs=jobs, progress=on_point)
+    console.print(
+        f"sweep: {len(result.ran)} ran, {len(result.skipped)} already done, {len(result.failed)} failed; "
+        f"folder {result.out} (privagg report {result.out})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    paths: Annotated[list[Path], typer.Argument(help="Sweep folders, run folders, or folders holding them.")],
+    out: OutOpt = None,
+    target_accuracy: Annotated[
+        float | None, typer.Option("--target-accuracy", help="Recommend the most private one reaching it.")
+    ] = None,
+    target_epsilon: Annotated[
+        float | None, typer.Option("--target-epsilon", help="Recommend the most accurate setting within it.")
+    ] = None,
+) -> None:
+    """Privacy-utility tradeoff report: report.html (self-contained), report.md and results.csv."""
+    from audits.report import build_report
+
+    html = build_report(paths, out, target_accuracy=target_accuracy, target_epsilon=target_epsilon)
+    Console().print(f"report: {html} (report.md and results.csv beside it)", markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: privagg's typed errors become one line on stderr and exit code 2."""
     try:
@@ -204,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("aborted", markup=False)
         return 130
     except Exception as exc:
-        from privagg.errors import USER_ERRORS
+        from privagg.errors import user_errors
 
-        if isinstance(exc, USER_ERRORS):
+        if isinstance(exc, user_errors()):
             err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             return 2
         code = getattr(exc, "exit_code", None)  # click usage errors carry their own exit code

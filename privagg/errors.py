@@ -8,4 +8,15 @@ from secagg.errors import SecAggError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (FLError, DPError, SecAggError)
 
-__all__ = ["USER_ERRORS", "ConfigError", "DPError", "FLError", "SecAggError"]
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS plus the audits' error when audits was imported (an AuditError cannot exist otherwise,
+    and importing audits just to check would pull in torch)."""
+    import sys
+
+    if "audits.errors" in sys.modules:
+        return (*USER_ERRORS, sys.modules["audits.errors"].AuditError)
+    return USER_ERRORS
+
+
+__all__ = ["USER_ERRORS", "ConfigError", "DPError", "FLError", "SecAggError", "user_errors"]
