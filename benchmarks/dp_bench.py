@@ -25,7 +25,7 @@ import dp_accounting as dpa  # noqa: E402
 from dp_accounting.pld import pld_privacy_accountant  # noqa: E402
 from dp_accounting.rdp import rdp_privacy_accountant  # noqa: E402
 
-from dp import accountant as acc_mod  # noqa: E402
+from dp import clear_caches  # noqa: E402
 from dp.accountant import PrivacyAccountant, epsilon_for  # noqa: E402
 from dp.calibration import calibrate_dp_sgd  # noqa: E402
 from dp.events import poisson_round  # noqa: E402
@@ -221,8 +221,7 @@ def bench_accuracy(epochs: int | None, seeds: int, delta: float) -> None:
 
 
 def _clear_caches() -> None:
-    for cached in (acc_mod._epsilon, acc_mod._delta, acc_mod._cached_accountant, acc_mod._base_pld):
-        cached.cache_clear()
+    clear_caches()
 
 
 def _best(fn, repeats: int = 3) -> tuple[float, float]:

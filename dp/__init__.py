@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Neighbouring,
         PrivacyAccountant,
         PrivacyReport,
+        clear_caches,
         delta_for,
         epsilon_for,
         rounds_within,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 #: public name -> the module that defines it (imported on first use: `import dp` stays light)
 _EXPORTS: dict[str, str] = {
     "ClientLedgers": "dp.accountant",
+    "clear_caches": "dp.accountant",
     "LedgerEntry": "dp.accountant",
     "Neighbouring": "dp.accountant",
     "PrivacyAccountant": "dp.accountant",
@@ -123,6 +125,7 @@ __all__ = [
     "calibrate_noise",
     "CalibrationError",
     "ClientLedgers",
+    "clear_caches",
     "clip_l2",
     "ClipResult",
     "delta_for",

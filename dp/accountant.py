@@ -596,3 +596,9 @@ def rounds_within(
         else:
             hi = mid
     return lo
+
+
+def clear_caches() -> None:
+    """Forget every cached PLD, RDP curve and epsilon (for benchmarks that time a cold query)."""
+    for cached in (_epsilon, _delta, _cached_accountant, _base_pld):
+        cached.cache_clear()
