@@ -92,6 +92,13 @@ class ClientSession:
         self._graph_neighbours: tuple[int, ...] = ()  # our whole graph neighbourhood, sorted
         self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
 
+    def _identity_of(self, cid: int) -> Ed25519PublicKey:
+        """The identity key of a cohort member, or InvalidMessageError when none was configured."""
+        key = self._peer_ids.get(cid) if self._peer_ids is not None else None
+        if key is None:
+            raise InvalidMessageError(f"no identity key for client {cid}")
+        return key
+
     # --- plumbing -------------------------------------------------------------------------------
     def _run(self, stage: Stage, fn: Callable[[], T]) -> T:
         if self._aborted:
@@ -314,7 +321,7 @@ class ClientSession:
                     raise UnsafeRequestError(f"the mask-neighbour set of survivor {u} was not shown")
                 if self._peer_ids is not None:
                     payload = _common.mask_set_payload(cfg, u, m.neighbours)
-                    sign.verify(self._peer_ids[u], m.signature, payload, u)
+                    sign.verify(self._identity_of(u), m.signature, payload, u)
                 if not self._nbr_sets[u].issuperset(m.neighbours):
                     raise UnsafeRequestError(
                         f"survivor {u}'s mask set names clients outside its neighbourhood"
@@ -353,7 +360,7 @@ class ClientSession:
                     raise UnsafeRequestError(f"consistency signature from {i}, who is not a survivor")
                 if i in signers:
                     raise UnsafeRequestError(f"consistency signature from {i} appears twice")
-                sign.verify(self._peer_ids[i], s, payload, i)
+                sign.verify(self._identity_of(i), s, payload, i)
                 signers.add(i)
             # A cohort-wide majority: honest clients sign one list each, so two different lists cannot
             # both gather more than (n + c) / 2 signatures (c = the corrupt clients the config tolerates).

@@ -89,6 +89,13 @@ class ServerSession:
         self._unverified: tuple[int, ...] = ()
         self._sum = np.zeros(config.vector_length, dtype=np.uint32)
 
+    def _identity_of(self, cid: int) -> Ed25519PublicKey:
+        """The identity key of a cohort member, or InvalidMessageError when none was configured."""
+        key = self._peer_ids.get(cid) if self._peer_ids is not None else None
+        if key is None:
+            raise InvalidMessageError(f"no identity key for client {cid}")
+        return key
+
     @property
     def stage(self) -> Stage:
         """The stage whose client messages the server is collecting."""
@@ -149,7 +156,7 @@ class ServerSession:
             raise InvalidMessageError(f"duplicate (replayed) AdvertiseKeys from client {m.sender}")
         if self._peer_ids is not None:
             payload = _common.advertise_payload(self.config, m.sender, m.c_pk, m.s_pk)
-            sign.verify(self._peer_ids[m.sender], m.signature, payload, m.sender)
+            sign.verify(self._identity_of(m.sender), m.signature, payload, m.sender)
         self._keys[m.sender] = m
 
     def _on_share_keys(self, m: ShareKeys) -> None:
@@ -176,7 +183,7 @@ class ServerSession:
             )
         if self._peer_ids is not None:
             payload = _common.mask_set_payload(self.config, m.sender, m.mask_neighbours)
-            sign.verify(self._peer_ids[m.sender], m.signature, payload, m.sender)
+            sign.verify(self._identity_of(m.sender), m.signature, payload, m.sender)
         np.add(self._sum, m.masked, out=self._sum)
         self._u3.add(m.sender)
         self._mask_sets[m.sender] = MaskSet(m.sender, m.mask_neighbours, m.signature)
@@ -188,7 +195,7 @@ class ServerSession:
             raise InvalidMessageError(f"duplicate (replayed) consistency reply from client {m.sender}")
         if self._peer_ids is not None:
             payload = _common.consistency_payload(self.config, self._survivors)
-            sign.verify(self._peer_ids[m.sender], m.signature, payload, m.sender)
+            sign.verify(self._identity_of(m.sender), m.signature, payload, m.sender)
         self._sigs[m.sender] = m.signature
 
     def _on_unmask(self, m: UnmaskShares) -> None:

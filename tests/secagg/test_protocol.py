@@ -397,3 +397,14 @@ def test_key_broadcast_download_is_o_k_not_o_n() -> None:
         sizes[n] = max(r.bytes_down[c]["share_keys"] for c in cfg.client_ids)
         assert sizes[n] <= 7 * 70 + 64  # 7 entries (self + 6 neighbours) of 69 bytes, plus the header
     assert sizes[24] == sizes[96]
+
+
+def test_a_missing_identity_key_is_a_typed_error_not_a_crash() -> None:
+    """A cohort member without a configured identity key is refused with InvalidMessageError."""
+    cfg = make_config(4, k=3, t=2)
+    keys = {c: Ed25519PrivateKey.generate() for c in cfg.client_ids}
+    partial = {c: keys[c].public_key() for c in (0, 1, 2)}
+    server = ServerSession(cfg, peer_identity_keys=partial)
+    client = ClientSession(cfg, 3, identity_key=keys[3], peer_identity_keys=partial)
+    with pytest.raises(InvalidMessageError, match="no identity key"):
+        server.receive(wire(client.advertise_keys()))
