@@ -295,7 +295,13 @@ def plot_heterogeneity(settings: Sequence[Setting]) -> Figure | None:
         return None
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
-    for ctx in _contexts(plain)[:MAX_LINES]:
+    varied = [
+        c
+        for c in _contexts(plain)
+        if len({s.distribution for s in plain if s.context == c}) > 1
+        or len({s.num_clients for s in plain if s.context == c}) > 1
+    ]
+    for ctx in varied[:MAX_LINES]:
         here = [s for s in plain if s.context == ctx]
         label = f"{ctx[0]} / {ctx[1]}"
         by_dist = [(d, [s.utility.mean for s in here if s.distribution == d]) for d in dists]
@@ -314,7 +320,7 @@ def plot_heterogeneity(settings: Sequence[Setting]) -> Figure | None:
     ax2.set_xlabel("clients")
     ax2.set_title("number of clients (no DP)", fontsize=10)
     for ax in (ax1, ax2):
-        ax.set_ylabel(_metric_label(plain[0].metric))
+        ax.set_ylabel(_utility_name(plain))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
