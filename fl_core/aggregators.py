@@ -170,22 +170,14 @@ def rejection_reason(exc: BaseException) -> str:
 
 
 def secagg_parameters(n: int, dropout_tolerance: float, corrupt_fraction: float) -> tuple[int, int]:
-    """(neighbours k, threshold t) for a cohort of n: Bell et al.'s choice at sigma = 40, eta = 20
-    (`secagg.choose_parameters`); for cohorts too small to meet those tail bounds, the complete graph with
-    t = max(2, floor((1 - tolerance)(n - 1))), which tolerates the configured dropout."""
+    """(neighbours k, threshold t) for a cohort of n: `secagg.choose_parameters` (Bell et al. 2020 at
+    sigma = 40, eta = 20, the complete graph for small cohorts), the same parameters `secagg.secure_sum`
+    uses; where no safe threshold exists (the tolerated colluders could meet it), a ConfigError."""
     try:
         p = secagg.choose_parameters(n, dropout_rate=dropout_tolerance, corrupt_fraction=corrupt_fraction)
-        return p.neighbours, p.threshold
-    except secagg.SecAggConfigError:
-        t = min(n - 1, max(2, math.floor((1.0 - dropout_tolerance) * (n - 1))))
-    corrupt = math.floor(corrupt_fraction * n)
-    if t <= corrupt:
-        raise ConfigError(
-            f"secagg: no safe threshold for {n} clients per round: the complete graph's t = {t} can be met "
-            f"by the {corrupt} colluders that corrupt_fraction={corrupt_fraction} tolerates; lower "
-            "secagg.corrupt_fraction or secagg.dropout_tolerance, or sample more clients"
-        )
-    return n - 1, t
+    except secagg.SecAggConfigError as exc:
+        raise ConfigError(f"secagg: no safe parameters for {n} clients per round: {exc}") from None
+    return p.neighbours, p.threshold
 
 
 class SecureAggregator:

@@ -32,7 +32,7 @@ TINY = ["data.dataset=breast_cancer", "model.name=logreg", "data.num_clients=4",
         (["secagg.enabled=true", "sampling.clients_per_round=1"], "a sum of one client"),
         (["secagg.enabled=true", "data.num_clients=1"], "a sum of one client"),
         (["secagg.enabled=true", "secagg.corrupt_fraction=0.45", "secagg.dropout_tolerance=0.5",
-          "data.num_clients=20"], "no safe threshold"),
+          "data.num_clients=20"], "no safe parameters"),
     ],
 )  # fmt: skip
 def test_refused_before_anything_is_written(tmp_path: Path, capsys, sets: list[str], needle: str) -> None:
