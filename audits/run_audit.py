@@ -477,8 +477,10 @@ def _markdown(report: dict[str, Any]) -> str:
         if can.get("one_shot"):
             s = can["one_shot"]
             lines.append(
-                f"- one-shot estimate: {_fmt(s['epsilon'])} (inserted cosines {_fmt(s['mean_inserted'])} "
-                f"+- {_fmt(s['std_inserted'])}; null {s['null']})"
+                f"- one-shot estimate: {_fmt(s['epsilon'])}, "
+                f"with equal widths {_fmt(s['epsilon_equal_width'])} "
+                f"(inserted cosines {_fmt(s['mean_inserted'])} +- {_fmt(s['std_inserted'])} against the null "
+                f"{s['null']}, std {_fmt(s['std_null'])})"
             )
         lines.append("")
     inv = report.get("inversion")
@@ -606,6 +608,14 @@ def audit_run(
                 {
                     "source": "canaries, one-shot",
                     "epsilon": report["canary"]["one_shot"]["epsilon"],
+                    "kind": "estimate (Andrew et al. 2024)",
+                    "rigorous": False,
+                }
+            )
+            empirical.append(
+                {
+                    "source": "canaries, one-shot, equal widths",
+                    "epsilon": report["canary"]["one_shot"]["epsilon_equal_width"],
                     "kind": "estimate (Andrew et al. 2024)",
                     "rigorous": False,
                 }

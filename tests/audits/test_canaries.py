@@ -45,6 +45,8 @@ def test_one_shot_estimate_tracks_the_true_epsilon():
     u, ins, w0, w1 = _release(1000, 4000, c, sigma, 0)
     out = canary_audit(u, ins, w0, w1, delta=1e-5)
     assert out["one_shot"]["epsilon"] == pytest.approx(2.0, rel=0.35)
+    assert out["one_shot"]["epsilon_equal_width"] == pytest.approx(2.0, rel=0.35)
+    assert out["one_shot"]["null"] == "N(0, 1/d)" and abs(out["one_shot"]["left_out_mean"]) < 0.01
     assert out["one_run"]["epsilon"] < 2.0
 
 
