@@ -12,9 +12,9 @@ Audits (names for ``attacks``):
   never took part) and against one client's local model (the largest participating client's local
   training from the final global model, as it would send it next round; non-members: the test split).
   Non-members of the local model are test examples drawn with the client's label mix.
-  Shadow / reference models train on balanced random halves of the pool, by default each repeating
-  the run's federated training (config and DP included) through `fl_core.run_experiment`
-  (``shadow_training="federated"``), or centrally with `fl_core.training` (``"centralized"``).
+  Shadow / reference models train on balanced random halves of the pool, by default centrally with
+  `fl_core.training` and the run's recipe (``shadow_training="centralized"``), or each repeating the
+  run's federated training (config and DP included) through `fl_core.run_experiment` (``"federated"``).
 * ``canary``: Andrew et al.'s one-shot estimate and Steinke et al.'s one-run bound (runs with
   `audit.canary_clients`).
 * ``inversion``: the exact (linear first layer) or optimization attack on one client's plain batch-1
@@ -535,16 +535,16 @@ def audit_run(
     seed: int = 0,
     *,
     shadow_epochs: int | None = None,
-    shadow_training: str = "federated",
+    shadow_training: str = "centralized",
     inversion_iterations: int = 300,
 ) -> dict[str, Any]:
     """Audit a finished run folder; writes audit.json, audit.md and PNGs into it and returns the report.
 
     ``attacks``: names from `AUDITS` ("lira" = online and offline); None runs every audit that fits.
-    ``shadow_training``: "federated" (default: each shadow repeats the run's federated training, DP
-    included, on its half of the pool) or "centralized" (`fl_core.training` with matched passes, faster
-    to reason about; ``shadow_epochs`` overrides its passes, by default what the federated run made:
-    rounds x local epochs x participation). ``progress(done, total, what)`` is called while shadow
+    ``shadow_training``: "centralized" (default: `fl_core.training` with the passes the federated run
+    made, rounds x local epochs x participation, or ``shadow_epochs``) or "federated" (each shadow
+    repeats the run's federated training, DP included, on its half of the pool: more faithful, and
+    several times slower on runs with many clients). ``progress(done, total, what)`` is called while shadow
     models train."""
     if shadow_training not in ("federated", "centralized"):
         raise AuditError(f"shadow_training must be 'federated' or 'centralized', got {shadow_training!r}")

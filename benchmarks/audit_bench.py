@@ -5,7 +5,7 @@ DP-FedAvg and sample-level DP-SGD).
     .venv/bin/python benchmarks/audit_bench.py --parts timing --shadows 16      # each audit, timed
     .venv/bin/python benchmarks/audit_bench.py --parts table --shadows 8        # the README table
     .venv/bin/python benchmarks/audit_bench.py --parts table --rounds 10 --model mlp --shadows 4  # quick
-    ... --shadow-training centralized     # shadows by fl_core.training instead of repeating the run
+    ... --shadow-training federated       # each shadow repeats the federated run (slower)
 
 Runs and their audit.json/audit.md stay under --out (default runs/audit_bench). One torch thread.
 """
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--out", type=Path, default=Path("runs/audit_bench"))
-    ap.add_argument("--shadow-training", default="federated", choices=("federated", "centralized"))
+    ap.add_argument("--shadow-training", default="centralized", choices=("centralized", "federated"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,13 @@ def run_dir(tmp_path_factory):
 
 def test_audit_writes_report_and_figures(run_dir):
     calls = []
-    rep = audit_run(run_dir, shadows=2, progress=lambda d, t, w: calls.append((d, t, w)), shadow_epochs=1,
-                    inversion_iterations=20)  # fmt: skip
+    rep = audit_run(
+        run_dir,
+        shadows=2,
+        progress=lambda d, t, w: calls.append((d, t, w)),
+        shadow_training="federated",
+        inversion_iterations=20,
+    )
     assert rep["audits"] == ["loss", "lira", "rmia", "canary", "inversion", "secagg"]
     for f in ["audit.json", "audit.md", "audit_roc_global.png", "audit_roc_client.png", "audit_epsilons.png",
               "audit_reconstructions.png"]:  # fmt: skip
@@ -45,10 +50,10 @@ def test_audit_writes_report_and_figures(run_dir):
     assert "repeats the federated run" in md
 
 
-def test_centralized_shadows(run_dir, tmp_path):
+def test_centralized_shadows_are_the_default(run_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    rep = audit_run(copy, attacks=["lira"], shadows=2, shadow_training="centralized", shadow_epochs=1)
+    rep = audit_run(copy, attacks=["lira"], shadows=2, shadow_epochs=1)
     assert rep["membership"]["shadow_training"] == "centralized" and rep["membership"]["shadow_epochs"] == 1
     assert set(rep["membership"]["global"]["attacks"]) == {"lira_online", "lira_offline"}
     assert rep["skipped"] == {} and "canary" not in rep
