@@ -58,12 +58,23 @@ def check_rate(name: str, value: float) -> float:
     return v
 
 
-def check_count(name: str, value: int, minimum: int = 1) -> int:
-    """An integer >= minimum (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
+#: the most rounds (or steps) an accounting query takes: beyond it no accountant answers in bounded time
+MAX_COUNT = 10**9
+
+
+def check_count(name: str, value: int, minimum: int = 1, maximum: int | None = MAX_COUNT) -> int:
+    """An integer in [minimum, maximum] (bools, NaN and infinities rejected)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or int(value) != value
+    ):
         raise InvalidPrivacyParameterError(f"{name} must be an integer >= {minimum}, found {value!r}")
     if value < minimum:
         raise InvalidPrivacyParameterError(f"{name} must be an integer >= {minimum}, found {value!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidPrivacyParameterError(f"{name} must be at most {maximum:.0e}, found {value!r}")
     return int(value)
 
 

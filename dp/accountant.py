@@ -128,13 +128,26 @@ def _supports(groups: tuple[tuple[str, int], ...], method: str, relation: Neighb
     return all(acc.supports(event_from_dict(json.loads(k))) for k, _ in groups)
 
 
+#: the most grid points a base PLD's privacy-loss range is cut into (keeps tiny z in memory and time)
+PLD_MAX_POINTS = 50_000
+
+
+def pld_grid(noise_multiplier: float, discretization: float) -> float:
+    """The discretization actually used for a Gaussian of multiplier z: the requested one, or coarser when
+    the privacy-loss range (its mean 1/(2 z^2) dominates at small z) would need more than PLD_MAX_POINTS
+    points (z = 1e-3 asked for 38 GiB). dp_accounting rounds the loss pessimistically on any grid, so a
+    coarser grid can only raise epsilon, never lower it; at this size the change is below 1e-4 relative."""
+    span = 1.0 / (2.0 * noise_multiplier**2)
+    return max(discretization, span / PLD_MAX_POINTS)
+
+
 @functools.lru_cache(maxsize=256)  # one per (z, q): clients with different dataset sizes have different q
 def _base_pld(key: str, relation: Neighbouring, discretization: float) -> _PLD.PrivacyLossDistribution:
     """PLD of one Poisson-sampled Gaussian (the costly part, ~0.3 s): built once per event and reused."""
     ev = event_from_dict(json.loads(key))
     return _PLD.from_gaussian_mechanism(
         standard_deviation=ev.event.noise_multiplier,
-        value_discretization_interval=discretization,
+        value_discretization_interval=pld_grid(ev.event.noise_multiplier, discretization),
         sampling_prob=ev.sampling_probability,
         neighboring_relation=relation.to_dpa(),
     )

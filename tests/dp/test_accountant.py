@@ -251,3 +251,20 @@ def test_delta_warning_for_large_delta() -> None:
 
     with pytest.warns(DeltaWarning, match="1/N"):
         check_delta(1e-3, population=5000)
+
+
+def test_tiny_noise_is_answered_not_a_memory_error() -> None:
+    # review: z = 1e-3 asked dp_accounting for a 38 GiB PLD; the grid now coarsens with the loss range,
+    # which can only raise epsilon (pessimistic rounding), so PLD stays below RDP
+    from dp.accountant import pld_grid
+
+    pld = epsilon_for(1e-3, 0.01, 1, 1e-5)
+    rdp = epsilon_for(1e-3, 0.01, 1, 1e-5, method="rdp")
+    assert math.isfinite(pld) and 0 < pld <= rdp
+    assert pld_grid(1.0, 1e-4) == 1e-4 and pld_grid(0.5, 1e-4) == 1e-4  # usual z: the grid asked for
+
+
+@pytest.mark.parametrize("rounds", [float("nan"), float("inf"), 10**20, 0, True, 2.5])
+def test_bad_round_counts_are_typed_errors(rounds) -> None:
+    with pytest.raises(InvalidPrivacyParameterError, match="rounds"):
+        epsilon_for(1.0, 0.01, rounds, 1e-5)
