@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -145,11 +145,21 @@ def _ids(ids: tuple[int, ...]) -> bytes:
     return _U32.pack(len(ids)) + struct.pack(f"<{len(ids)}I", *ids)
 
 
-@lru_cache(maxsize=4)
+_PACKED: dict[int, tuple[tuple[int, ...], bytes]] = {}  # id(tuple) -> (the tuple, its packed bytes)
+
+
 def _round_ids(ids: tuple[int, ...]) -> bytes:
-    """`_ids` of a round-wide list (the survivors): the server sends the same list to every survivor,
-    so it is packed once, not n times (hashing the tuple is a few times cheaper than packing it)."""
-    return _ids(ids)
+    """`_ids` of a round-wide list (the survivors): the server sends the same tuple to every survivor,
+    so it is packed once, not n times. Keyed by object identity (hashing n scattered ints per message was
+    itself O(n^2) per round); the entry holds the tuple, so its id cannot be reused while cached."""
+    hit = _PACKED.get(id(ids))
+    if hit is not None and hit[0] is ids:
+        return hit[1]
+    out = _ids(ids)
+    if len(_PACKED) >= 4:
+        _PACKED.clear()
+    _PACKED[id(ids)] = (ids, out)
+    return out
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ this is that party's work plus any wait for a contended CPU, on the simulator's 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -114,7 +115,27 @@ def aggregate(
     ('advertise_keys', 'share_keys', 'masked_input', 'consistency', 'unmask'). The sum covers the
     clients whose masked input arrived. Raises ThresholdError, revealing nothing, when too few remain.
     `identity_keys=True` gives every client an Ed25519 key and turns on all signature checks.
+
+    Python's cyclic garbage collector is paused for the round (and restored after): the protocol makes
+    no reference cycles, and a simulated round of n clients allocates O(n k) small objects whose full
+    collections made the driver superlinear in n (about 17 % of the server's time at n = 6000).
     """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _aggregate(vectors, config, dropouts, record_transcript, identity_keys)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _aggregate(
+    vectors: Sequence[np.ndarray] | Mapping[int, np.ndarray],
+    config: SecAggConfig | None,
+    dropouts: Mapping[int, str | Stage] | None,
+    record_transcript: bool,
+    identity_keys: bool,
+) -> AggregateResult:
     inputs = dict(vectors) if isinstance(vectors, Mapping) else dict(enumerate(vectors))
     if not inputs:
         raise SecAggConfigError("no input vectors")
