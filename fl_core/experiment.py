@@ -184,6 +184,8 @@ def resolve_noise(config: RunConfig, sampler: ClientSampler, client_sizes: list[
     try:
         if d.mode == "local":
             return _calibrate_local(config, client_sizes)
+        if d.mode == "distributed":  # the headline adversary is the server: Gaussian(z/2) every round
+            return 2.0 * calibrate_noise(d.target_epsilon, d.delta, 1.0, config.run.rounds)
         return calibrate_noise(d.target_epsilon, d.delta, sampler.rate, config.run.rounds)
     except DPError as exc:
         raise ConfigError(f"dp.target_epsilon={d.target_epsilon}: {exc}") from None
@@ -490,11 +492,21 @@ def privacy_summary(config: RunConfig, spec: PrivacySpec, server: FederatedServe
         )
         out.update(mech.summary())
         if spec.client_level_dp:
-            level = "client-level (one client's whole data)"
-            if config.sampling.mode == "fixed":
-                out["neighbouring"] = "replace-one client (fixed cohorts), accounted by RDP"
-            else:
-                out["neighbouring"] = "add or remove one client (Poisson sampling)"
+            headline = mech.summary().get("headline_adversary", "observer_of_model")
+            against = {
+                "observer_of_model": "against anyone who sees the released models but not the cohorts",
+                "server_knowing_cohort": "against the server, which draws the cohorts (no amplification)",
+            }[headline]
+            level = f"client-level (one client's whole data) {against}"
+            sampled = (
+                "add or remove one client (Poisson sampling)"
+                if config.sampling.mode == "poisson"
+                else "replace one client (fixed cohorts), accounted by RDP"
+            )
+            out["neighbouring"] = {
+                "observer_of_model": sampled,
+                "server_knowing_cohort": "replace one client's data in a round it took part in (z/2)",
+            }
         else:
             level = "sample-level (one training example), worst client"
             out["neighbouring"] = (

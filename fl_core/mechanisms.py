@@ -285,10 +285,20 @@ class LocalDPSGD(Mechanism):
 
 
 class ClientLevelDP(Mechanism):
-    """DP-FedAvg's common part: clip (fixed or adaptive), unit weights, the public denominator qW, and
-    one PrivacyAccountant charged per released round."""
+    """DP-FedAvg's common part: clip (fixed or adaptive), unit weights, the public denominator qW, and two
+    accountants charged per released round, one per adversary:
+
+    - an observer of the released models, who does not know the cohorts: amplified by the sampling
+      (Poisson: add/remove; fixed cohorts: sampling without replacement, replace-one);
+    - the server, which draws the cohorts and so knows when a client took part: no amplification; one
+      client's data replaced moves the sum by up to 2C, a Gaussian of multiplier z/2 per round it took
+      part in (charged for every released round: the worst case).
+
+    `headline` names the adversary the mode exists for; `dp.max_epsilon` caps that one's epsilon.
+    """
 
     release_empty = True
+    headline = "observer_of_model"
 
     def __init__(self, spec: PrivacySpec, *, dim: int, sampler: ClientSampler) -> None:
         super().__init__(spec, dim=dim, sampler=sampler)
@@ -306,11 +316,37 @@ class ClientLevelDP(Mechanism):
                     count_stddev=spec.count_stddev,
                     seed=spec.seed,
                 )
-            self.accountant = PrivacyAccountant(
-                max_epsilon=spec.max_epsilon, delta=spec.delta, neighbouring=relation
-            )
+            relations = {"observer_of_model": relation, "server_knowing_cohort": self.server_relation}
+            self.accountants = {
+                who: PrivacyAccountant(
+                    max_epsilon=spec.max_epsilon if who == self.headline else None,
+                    delta=spec.delta,
+                    neighbouring=rel,
+                )
+                for who, rel in relations.items()
+            }
         except DPError as exc:
             raise ConfigError(f"dp: {exc}") from None
+
+    @property
+    def accountant(self) -> PrivacyAccountant:
+        """The headline adversary's accountant (the budget, `epsilon()`, the ledger in privacy.json)."""
+        return self.accountants[self.headline]
+
+    @property
+    def server_relation(self) -> str:
+        # the event below already carries replace-one's doubled sensitivity as z/2 at unit sensitivity;
+        # dp_accounting's PLD would double it again under "replace" (while its RDP would not): so the
+        # unit-sensitivity relation, on which PLD and RDP agree
+        return "add_or_remove"
+
+    def server_event(self, ctx: RoundContext) -> DpEvent:
+        """Against the server that knows the cohort: no amplification, and one client's data replaced moves
+        the sum by 2C: a Gaussian of multiplier z/2 at unit sensitivity, every released round."""
+        return dp_events.gaussian(self.spec.noise_multiplier / 2.0)
+
+    def events(self, ctx: RoundContext) -> dict[str, DpEvent]:
+        return {"observer_of_model": self.round_event(ctx), "server_knowing_cohort": self.server_event(ctx)}
 
     @property
     def sum_noise_multiplier(self) -> float:
@@ -355,9 +391,10 @@ class ClientLevelDP(Mechanism):
         return (total / self.sampler.expected_cohort).astype(np.float32), info
 
     def round_event(self, ctx: RoundContext) -> DpEvent:
-        """Poisson sampling: PoissonSampled(Gaussian(z)) under add/remove (McMahan et al. 2018). A fixed
-        cohort of m out of N: SampledWithoutReplacement under replace-one, where one client's clipped update
-        moves the sum by up to 2C (`dp.events.fixed_cohort_round` charges the inner Gaussian z/2)."""
+        """Against an observer of the model. Poisson sampling: PoissonSampled(Gaussian(z)) under add/remove
+        (McMahan et al. 2018). A fixed cohort of m out of N: SampledWithoutReplacement under replace-one,
+        where one client's clipped update moves the sum by up to 2C (`dp.events.fixed_cohort_round`
+        charges the inner Gaussian z/2)."""
         z = self.spec.noise_multiplier
         if self.sampler.mode == "poisson":
             return dp_events.poisson_round(z, self.sampler.rate)
@@ -367,19 +404,28 @@ class ClientLevelDP(Mechanism):
         cap = self.spec.max_epsilon
         if cap is None:
             return None
-        eps = self.accountant.projected_epsilon(self.round_event(ctx))
-        return f"the next round would take epsilon to {eps:.4g} > max_epsilon={cap:g}" if eps > cap else None
+        eps = self.accountant.projected_epsilon(self.events(ctx)[self.headline])
+        if eps > cap:
+            return f"the next round would take epsilon ({self.headline}) to {eps:.4g} > max_epsilon={cap:g}"
+        return None
 
     def charge(self, ctx: RoundContext, *, released: bool, trained: Sequence[int]) -> None:
         if released:
-            self.accountant.commit(self.round_event(ctx), label="dp-fedavg round", round_id=ctx.round)
+            for who, event in self.events(ctx).items():
+                self.accountants[who].commit(event, label="dp-fedavg round", round_id=ctx.round)
 
     def epsilon(self) -> float:
         return self.accountant.epsilon() if self.accountant.entries else 0.0
 
+    def epsilons(self) -> dict[str, float]:
+        """epsilon against each adversary (PLD where it applies)."""
+        return {who: acc.epsilon() if acc.entries else 0.0 for who, acc in self.accountants.items()}
+
     def summary(self) -> dict[str, Any]:
         rep = self.accountant.report() if self.accountant.entries else None
         out: dict[str, Any] = {
+            "headline_adversary": self.headline,
+            "epsilon_by_adversary": self.epsilons(),
             "final_clip_norm": self.clip_norm,
             "epsilon_pld": rep.epsilon_pld if rep else 0.0,
             "epsilon_rdp": rep.epsilon_rdp if rep else 0.0,
@@ -392,7 +438,8 @@ class ClientLevelDP(Mechanism):
         return out
 
     def state(self) -> dict[str, Any]:
-        out = {**super().state(), "clip_norm": self.clip_norm, "accountant": self.accountant.to_json()}
+        accountants = {who: acc.to_json() for who, acc in self.accountants.items()}
+        out = {**super().state(), "clip_norm": self.clip_norm, "accountants": accountants}
         if self.clipper is not None:
             out["clipper"] = self.clipper.state()
             src = self.clipper._source
@@ -402,7 +449,7 @@ class ClientLevelDP(Mechanism):
     def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
         self.clip_norm = float(state["clip_norm"])
-        self.accountant = PrivacyAccountant.from_json(state["accountant"])
+        self.accountants = {who: PrivacyAccountant.from_json(t) for who, t in state["accountants"].items()}
         if self.clipper is not None:
             self.clipper.clip_norm = float(state["clipper"]["clip_norm"])
             if state.get("clipper_noise") is not None and self.clipper._source.seeded:
@@ -423,6 +470,7 @@ class DistributedGaussian(ClientLevelDP):
     cohort secagg lets the round finish with, so the unmasked sum always carries at least N(0, (zC)^2)."""
 
     name = "distributed"
+    headline = "server_knowing_cohort"  # distributed noise exists so that the server never sees a clean sum
 
     def min_survivors(self, ctx: RoundContext) -> int:
         return max(2, math.ceil((1.0 - self.spec.dropout_tolerance) * ctx.started))
@@ -493,6 +541,9 @@ class DiscreteGaussianMechanism(DistributedGaussian):
 
     def round_event(self, ctx: RoundContext) -> DpEvent:
         return discrete_gaussian_event(self.params(ctx.started))
+
+    def server_event(self, ctx: RoundContext) -> DpEvent:
+        return self.round_event(ctx)
 
 
 MECHANISMS: dict[str, Callable[..., Mechanism]] = {

@@ -162,19 +162,32 @@ def test_dropouts_at_every_stage_give_correct_rounds_or_clean_aborts(seed: int) 
     assert len(server.history) == 8  # the server survived every abort
 
 
-def test_budget_stop_with_secagg_happens_at_the_right_round() -> None:
-    n, q, z, cap, delta = 40, 0.5, 1.2, 6.0, 1e-5
-    spec = PrivacySpec(
-        mode="distributed", secagg=True, noise_multiplier=z, max_epsilon=cap, delta=delta, seed=0
-    )
+@pytest.mark.parametrize(("mode", "z"), [("central", 1.2), ("distributed", 4.0)])
+def test_budget_stop_with_secagg_happens_at_the_right_round(mode: str, z: float) -> None:
+    # central: the headline is an observer of the model (Poisson amplification); distributed: the server,
+    # which draws the cohorts (no amplification: Gaussian z/2 under replace-one for every round)
+    from dp.accountant import PrivacyAccountant
+    from dp.events import gaussian
+
+    n, q, cap, delta = 40, 0.5, 6.0, 1e-5
+    spec = PrivacySpec(mode=mode, secagg=True, noise_multiplier=z, max_epsilon=cap, delta=delta, seed=0)
     server = _server(_clients(n), spec, sampler=ClientSampler(n, "poisson", rate=q))
     history = server.run(100)
-    expected = rounds_within(z, q, cap, delta, max_rounds=100)
+    if mode == "central":
+        expected = rounds_within(z, q, cap, delta, max_rounds=100)
+    else:
+        acc, expected = PrivacyAccountant(delta=delta), 0  # z/2 at unit sensitivity (2C over C)
+        while acc.projected_epsilon(gaussian(z / 2)) <= cap:
+            acc.commit(gaussian(z / 2))
+            expected += 1
     assert 0 < expected < 100
     assert len(history) == expected
     assert server.stopped is not None and "max_epsilon" in server.stopped
     eps = [r.extra["epsilon"] for r in history]
     assert eps == sorted(eps) and eps[-1] <= cap
+    by = server.mechanism.epsilons()
+    # against the server there is no amplification: never less than against an observer
+    assert by["server_knowing_cohort"] >= by["observer_of_model"]
 
 
 def test_central_dp_reveals_no_counts_and_adds_noise() -> None:

@@ -77,3 +77,32 @@ def test_target_epsilon_is_calibrated_and_never_exceeded() -> None:
     )
     assert res.privacy["epsilon"] <= 8.0
     assert res.privacy["epsilon"] > 7.0  # calibration lands just under the target, not far below
+
+
+def test_privacy_json_names_the_adversary(tmp_path: Path) -> None:
+    # distributed DP exists for the server, which draws the cohorts: its epsilon (no amplification) is
+    # the headline and what target_epsilon calibrates; an observer of the model gets amplification
+    out = tmp_path / "dist"
+    sets = ["run.rounds=3", "secagg.enabled=true", "dp.mode=distributed", "sampling.mode=poisson",
+            "sampling.rate=0.5", "dp.target_epsilon=4.0", "dp.seed=2"]  # fmt: skip
+    _run(out, sets)
+    privacy = json.loads((out / "privacy.json").read_text())
+    by = privacy["epsilon_by_adversary"]
+    assert privacy["headline_adversary"] == "server_knowing_cohort"
+    assert privacy["epsilon"] == by["server_knowing_cohort"] <= 4.0
+    assert by["observer_of_model"] < by["server_knowing_cohort"]
+    assert "against the server" in privacy["statement"]
+    central = tmp_path / "central"
+    _run(central, ["run.rounds=3", *CENTRAL, "dp.seed=1"])
+    privacy = json.loads((central / "privacy.json").read_text())
+    assert privacy["headline_adversary"] == "observer_of_model"
+    assert privacy["epsilon"] == privacy["epsilon_by_adversary"]["observer_of_model"]
+
+
+def test_local_dp_statement_describes_per_client_ledgers(tmp_path: Path) -> None:
+    # review: with fixed sampling privacy.json said "replace-one (fixed cohorts)", a client-level notion
+    out = tmp_path / "local"
+    _run(out, ["run.rounds=2", "dp.mode=local", "dp.noise_multiplier=1.0"])
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert "training example" in privacy["neighbouring"] and "fixed cohorts" not in privacy["neighbouring"]
+    assert set(privacy["client_epsilons"]) == {str(i) for i in range(6)}
