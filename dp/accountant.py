@@ -176,6 +176,42 @@ class _ComposedPLD:
         return self._pld.get_delta_for_epsilon(target_epsilon)
 
 
+def _is_plain_gaussian(key: str) -> bool:
+    ev = event_from_dict(json.loads(key))
+    return isinstance(ev, dpa.GaussianDpEvent) and ev.noise_multiplier > 0
+
+
+class _AnalyticGaussian:
+    """A ledger of unsampled Gaussians: T of multiplier z compose exactly into one Gaussian of multiplier
+    (sum_i T_i / z_i^2)^(-1/2) (the privacy loss is Gaussian), whose privacy profile dp_accounting gives in
+    closed form (`GaussianPrivacyLoss`, Balle and Wang 2018): exact, and independent of the ledger's
+    length (the server-side ledger of every client-level run is one)."""
+
+    def __init__(self, sigma: float) -> None:
+        from dp_accounting.pld.privacy_loss_mechanism import GaussianPrivacyLoss
+
+        self._loss = GaussianPrivacyLoss(sigma, sensitivity=1.0)
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return float(self._loss.get_delta_for_epsilon(target_epsilon))
+
+    def get_epsilon(self, target_delta: float) -> float:
+        if self.get_delta(0.0) <= target_delta:
+            return 0.0
+        lo, hi = 0.0, 1.0
+        while self.get_delta(hi) > target_delta:
+            lo, hi = hi, 2.0 * hi
+        for _ in range(100):  # delta(eps) is decreasing: bisect, and report the upper end (never below)
+            mid = 0.5 * (lo + hi)
+            if self.get_delta(mid) > target_delta:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= 1e-12 * max(1.0, hi):
+                break
+        return hi
+
+
 @functools.lru_cache(maxsize=256)
 def _base_rdp(key: str, relation: Neighbouring) -> tuple[np.ndarray, np.ndarray]:
     """(orders, RDP curve) of one event on dp_accounting's default orders, built once and reused: RDP
@@ -208,6 +244,9 @@ def _cached_accountant(
 ) -> dpa.PrivacyAccountant | _ComposedPLD | _ComposedRDP:
     """Same numbers as dp_accounting's PLD and RDP accountants, but each event's base PLD or RDP curve
     is built once and cached (RDP composes exactly by count * curve)."""
+    if method == "pld" and all(_is_plain_gaussian(k) for k, _ in groups):
+        mu2 = sum(count / event_from_dict(json.loads(k)).noise_multiplier ** 2 for k, count in groups)
+        return _AnalyticGaussian(mu2**-0.5)
     if method == "pld" and all(_is_sampled_gaussian(k) for k, _ in groups):
         # one self-composition per group, as dp_accounting does: composing round by round onto a
         # remembered PLD would be faster but truncates the tails once per round, so the infinity mass

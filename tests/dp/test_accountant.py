@@ -268,3 +268,16 @@ def test_tiny_noise_is_answered_not_a_memory_error() -> None:
 def test_bad_round_counts_are_typed_errors(rounds) -> None:
     with pytest.raises(InvalidPrivacyParameterError, match="rounds"):
         epsilon_for(1.0, 0.01, rounds, 1e-5)
+
+
+@pytest.mark.parametrize(("z", "count"), [(0.5, 30), (2.0, 100), (1.0, 1), (0.8, 7)])
+def test_unsampled_gaussians_compose_in_closed_form_equal_to_dp_accounting(z: float, count: int) -> None:
+    # the server-side ledger of client-level DP (no amplification) is plain Gaussians: composed exactly
+    # into one Gaussian, whose epsilon must match dp_accounting's PLD accountant
+    acc = PrivacyAccountant(delta=1e-5)
+    acc.commit(E.gaussian(z), count=count)
+    acc.commit(E.gaussian(2 * z))
+    ref = pld_privacy_accountant.PLDAccountant().compose(dpa.GaussianDpEvent(z), count)
+    ref = ref.compose(dpa.GaussianDpEvent(2 * z)).get_epsilon(1e-5)
+    assert acc.epsilon() == pytest.approx(ref, rel=1e-6)
+    assert acc.epsilon() <= acc.epsilon(method="rdp")
