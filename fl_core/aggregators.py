@@ -40,10 +40,13 @@ class Transmission:
     rejected: dict[int, str] = field(default_factory=dict)  # client -> why its upload was not summed
     bytes_up: dict[int, int] = field(default_factory=dict)
     bytes_down: dict[int, int] = field(default_factory=dict)
-    client_cpu_s: dict[int, float] = field(default_factory=dict)
+    client_cpu_s: dict[int, float] = field(default_factory=dict)  # secagg CPU (thread time)
     server_cpu_s: float = 0.0
+    client_wall_s: dict[int, float] = field(default_factory=dict)  # the same work on the wall clock
+    server_wall_s: float = 0.0
     max_abs_error: float = 0.0
     aborted: str | None = None
+    verified: bool = True  # secagg: False when a secret was rebuilt from exactly t shares (unchecked)
     transcript: tuple[Any, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # what the aggregator adds to the round record
 
@@ -172,11 +175,8 @@ def rejection_reason(exc: BaseException) -> str:
 def secagg_parameters(n: int, dropout_tolerance: float, corrupt_fraction: float) -> tuple[int, int]:
     """(neighbours k, threshold t) for a cohort of n: `secagg.choose_parameters` (Bell et al. 2020 at
     sigma = 40, eta = 20, the complete graph for small cohorts), the same parameters `secagg.secure_sum`
-    uses; where no safe threshold exists (the tolerated colluders could meet it), a ConfigError."""
-    try:
-        p = secagg.choose_parameters(n, dropout_rate=dropout_tolerance, corrupt_fraction=corrupt_fraction)
-    except secagg.SecAggConfigError as exc:
-        raise ConfigError(f"secagg: no safe parameters for {n} clients per round: {exc}") from None
+    uses; where no safe threshold exists (the tolerated colluders could meet it), SecAggConfigError."""
+    p = secagg.choose_parameters(n, dropout_rate=dropout_tolerance, corrupt_fraction=corrupt_fraction)
     return p.neighbours, p.threshold
 
 
@@ -222,7 +222,10 @@ class SecureAggregator:
                 f"secagg.enabled with {cohort} client per round: a sum of one client is that client's "
                 "input; sample at least 2 clients per round"
             )
-        secagg_parameters(cohort, self.dropout_tolerance, self.corrupt_fraction)
+        try:
+            secagg_parameters(cohort, self.dropout_tolerance, self.corrupt_fraction)
+        except secagg.SecAggConfigError as exc:
+            raise ConfigError(f"secagg: no safe parameters for {cohort} clients per round: {exc}") from None
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         set_generator_state(self._rounding, state["rounding"])
@@ -253,6 +256,7 @@ class SecureAggregator:
         tx = self._aggregate(ctx, contributions, drop_stage, mechanism, global_weights)
         tx.extra = {
             "secagg_aborted": tx.aborted is not None,
+            "secagg_verified": tx.verified,
             "secagg_server_cpu_s": tx.server_cpu_s,
             "secagg_client_cpu_s": sum(tx.client_cpu_s.values()),  # all clients' secagg work, summed
             "secagg_max_abs_error": tx.max_abs_error,
@@ -274,12 +278,15 @@ class SecureAggregator:
         index = {cid: i for i, cid in enumerate(ids)}
         ring = contributions[ids[0]].ring is not None  # the mechanism encoded into the ring itself
         limit = 0.0 if ring else mechanism.encoding_range(ctx)
-        vectors, prep_s = [], {}  # each device's packing time counts in its simulated compute
+        vectors = []  # each device's packing counts in its secagg work (CPU and wall clocks apart)
+        prep_cpu: dict[int, float] = {}
+        prep_wall: dict[int, float] = {}
         for c in ids:
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.thread_time()
             got = contributions[c]
             vectors.append(got.ring if ring else self.pack(got, mechanism, limit))
-            prep_s[c] = time.perf_counter() - t0
+            prep_cpu[c], prep_wall[c] = time.thread_time() - c0, time.perf_counter() - w0
+        prep = (prep_cpu, prep_wall)
         drops = {index[c]: st for c, st in drop_stage.items() if c in index and st in SECAGG_STAGES}
         try:
             k, t = secagg_parameters(len(ids), self.dropout_tolerance, self.corrupt_fraction)
@@ -312,12 +319,15 @@ class SecureAggregator:
                     record_transcript=self.record_transcript,
                 )
                 body, slots = self.layout(mechanism).unpack(total)
-        except secagg.ThresholdError as exc:  # nothing was revealed, but what was sent was spent
+        except (secagg.ThresholdError, secagg.InvalidMessageError) as exc:
+            # too few survivors, or a share off its polynomial / a decoded sum out of range: nothing
+            # individual was revealed and the sum must not be used; what was sent was spent
             cost = getattr(exc, "cost", None)
-            spent = _costs(cost, ids, prep_s) if cost is not None else {}
+            spent = _costs(cost, ids, *prep) if cost is not None else {}
+            log.warning("round %d: secure aggregation aborted: %s", ctx.round, exc)
             return Transmission(None, aborted=f"secure aggregation aborted: {exc}", **spent)
-        except secagg.SecAggConfigError as exc:
-            raise ConfigError(f"secagg: {exc}") from None
+        except secagg.SecAggConfigError as exc:  # this round's cohort has no safe parameters
+            return Transmission(None, aborted=f"secure aggregation refused this cohort: {exc}")
         sums = Sums(
             body,
             slots.get("weight", 0.0),
@@ -328,16 +338,24 @@ class SecureAggregator:
             clipped_coords=round(slots.get("beyond", 0.0) * mechanism.dim),
         )
         return Transmission(
-            sums, max_abs_error=res.max_abs_error, transcript=res.transcript, **_costs(res, ids, prep_s)
+            sums,
+            max_abs_error=res.max_abs_error,
+            transcript=res.transcript,
+            verified=res.verified,
+            **_costs(res, ids, *prep),
         )
 
 
-def _costs(res: Any, ids: Sequence[int], prep_s: Mapping[int, float]) -> dict[str, Any]:
-    """A secagg result's (or abort's) per-client bytes and CPU, keyed by the run's client ids; `prep_s`
-    is each client's packing before the protocol."""
+def _costs(
+    res: Any, ids: Sequence[int], prep_cpu: Mapping[int, float], prep_wall: Mapping[int, float]
+) -> dict[str, Any]:
+    """A secagg result's (or abort's) per-client bytes, CPU and wall time, keyed by the run's client ids,
+    with each client's packing before the protocol added on the matching clock."""
     return {
         "bytes_up": {ids[i]: sum(v.values()) for i, v in res.bytes_up.items()},
         "bytes_down": {ids[i]: sum(v.values()) for i, v in res.bytes_down.items()},
-        "client_cpu_s": {ids[i]: v + prep_s.get(ids[i], 0.0) for i, v in res.client_cpu_s.items()},
+        "client_cpu_s": {ids[i]: v + prep_cpu.get(ids[i], 0.0) for i, v in res.client_cpu_s.items()},
         "server_cpu_s": res.server_cpu_s,
+        "client_wall_s": {ids[i]: v + prep_wall.get(ids[i], 0.0) for i, v in res.client_wall_s.items()},
+        "server_wall_s": res.server_wall_s,
     }

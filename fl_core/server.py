@@ -250,7 +250,7 @@ class FederatedServer:
         waited_for = survivors if survivors else tuple(tx.bytes_up)  # an aborted round: everyone who sent
         finished = [  # each device's compute and secagg CPU, and the real bytes it sent and received
             self.faults.profile(c).round_time(
-                rnd.compute[c] + tx.client_cpu_s.get(c, 0.0),
+                rnd.compute[c] + tx.client_wall_s.get(c, 0.0),
                 rnd.download + tx.bytes_down.get(c, 0),
                 tx.bytes_up.get(c, 0),
                 self.aggregator.messages_per_round,
@@ -258,7 +258,7 @@ class FederatedServer:
             for c in waited_for
             if c in rnd.compute
         ]
-        sim_round = max(finished, default=0.0) + tx.server_cpu_s  # devices in parallel, then the server
+        sim_round = max(finished, default=0.0) + tx.server_wall_s  # devices in parallel, then the server
         if self.faults.deadline_s is not None and "masked_input" in rnd.drop_stage.values():
             sim_round = max(sim_round, self.faults.deadline_s)
         test = self.evaluate_fn(self.weights) if self.evaluate_fn else {}

@@ -422,3 +422,28 @@ def test_a_local_budget_check_never_changes_a_ledger() -> None:
     ctx = RoundContext(1, 4, os.urandom(16), {c: dp_sgd(0.5, 0.1, 50) for c in range(4)})
     assert "max_epsilon" in (mech.budget_stop(ctx) or "")
     assert mech.ledgers.epsilons() == {} and mech.summary()["client_epsilons"] == {}
+
+
+def test_secagg_reports_cpu_and_wall_apart_and_whether_the_sum_was_checked() -> None:
+    server = _server(_clients(6), PrivacySpec(secagg=True))
+    rec = server.run_round(1)
+    tx = server.last_transmission
+    assert rec is not None and tx is not None and rec.extra["secagg_verified"] in (True, False)
+    assert set(tx.client_wall_s) == set(tx.client_cpu_s) == set(range(6))
+    assert all(v > 0 for v in tx.client_wall_s.values()) and tx.server_wall_s > 0
+
+
+def test_a_sum_secagg_refuses_to_vouch_for_aborts_the_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a share off its polynomial or a decoded sum out of range is an InvalidMessageError in secagg: the
+    # round must abort with the model unchanged, never apply that sum
+    import secagg
+
+    def bad_sum(*a, **k):
+        raise secagg.InvalidMessageError("decoded sum out of range")
+
+    server = _server(_clients(6), PrivacySpec(secagg=True))
+    monkeypatch.setattr(secagg, "secure_sum", bad_sum)
+    before = server.weights.copy()
+    rec = server.run_round(1)
+    assert rec is not None and rec.extra["secagg_aborted"] and rec.completed == 0
+    assert np.array_equal(server.weights, before)
