@@ -91,9 +91,12 @@ def _choose(run: Any, attacks: Sequence[str] | None) -> tuple[list[str], dict[st
 
 
 def _proven(run: Any) -> tuple[float | None, float]:
+    """The proven epsilon the attacks are held to: against an observer of the released model (what these
+    attacks see, without the cohorts) where the run states one per adversary; it is the smaller, so the
+    check is the stricter one."""
     pr = run.privacy
     delta = float(pr.get("delta") or run.config.dp.delta)
-    eps = pr.get("epsilon")
+    eps = (pr.get("epsilon_by_adversary") or {}).get("observer_of_model", pr.get("epsilon"))
     return (float(eps) if isinstance(eps, (int, float)) and pr.get("dp_mode") != "none" else None), delta
 
 

@@ -11,7 +11,7 @@ separate column (issue 13, "one clock"). Parameters are sized for the dropout th
 overrides). Columns: per-client CPU s (median survivor, fixed-point encoding included), server CPU s,
 bytes up/down per client, upload / (4 d), and ratios to the cost floor (PRG expansions alone, timed in this
 run) and to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod
-(../shared/anchors/flower_secaggplus_bench.py).
+(benchmarks/anchors/flower_secaggplus_bench.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from secagg.hazmat import aead, kex, shamir  # noqa: E402
 from secagg.hazmat.prg import PrgBuffer  # noqa: E402
 from secagg.messages import SHARE_PLAINTEXT_BYTES  # noqa: E402
 
-ANCHOR = ROOT / ".." / "shared" / "anchors" / "flower_secaggplus_bench.py"
+ANCHOR = ROOT / "benchmarks" / "anchors" / "flower_secaggplus_bench.py"
 
 
 def prg_seconds(d: int, reps: int = 7) -> float:
