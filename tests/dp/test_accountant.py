@@ -270,7 +270,7 @@ def test_bad_round_counts_are_typed_errors(rounds) -> None:
         epsilon_for(1.0, 0.01, rounds, 1e-5)
 
 
-@pytest.mark.parametrize(("z", "count"), [(0.5, 30), (2.0, 100), (1.0, 1), (0.8, 7)])
+@pytest.mark.parametrize(("z", "count"), [(1.0, 10), (2.0, 20), (1.0, 1), (0.8, 7)])
 def test_unsampled_gaussians_compose_in_closed_form_equal_to_dp_accounting(z: float, count: int) -> None:
     # the server-side ledger of client-level DP (no amplification) is plain Gaussians: composed exactly
     # into one Gaussian, whose epsilon must match dp_accounting's PLD accountant
