@@ -8,7 +8,6 @@ expected batch size B, never by the realized batch size nor by anything derived 
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from dp import events as _events
 from dp._checks import check_count, check_delta, check_nonnegative, check_positive
 from dp.accountant import epsilon_for
 from dp.calibration import calibrate_dp_sgd, dp_sgd_steps
+from dp.csprng import AesCtrGenerator
 from dp.errors import InvalidPrivacyParameterError, UnsupportedModelError
 
 GradSampleMode = Literal["auto", "ghost", "hooks", "ew", "functorch"]
@@ -99,11 +99,11 @@ _FIXES = {
 
 
 class _PrivaggNoise:
-    """Gaussian noise from privagg's own stream: PCG64 seeded with 256 bits from os.urandom (or the user's
-    seed), not torch's CPU generator, whose MT19937 keeps only 32 bits of any seed (2^32 noise streams a
-    server could search). Replaces Opacus' `add_noise`; everything else is Opacus' optimizer."""
+    """Gaussian noise from privagg's own stream: AES-256-CTR keyed from os.urandom (`dp.csprng`), or PCG64
+    from the user's seed, not torch's CPU generator, whose MT19937 keeps only 32 bits of any seed (2^32
+    noise streams a server could search). Replaces Opacus' `add_noise`; the rest is Opacus' optimizer."""
 
-    noise_rng: np.random.Generator
+    noise_rng: np.random.Generator | AesCtrGenerator
 
     def add_noise(self) -> None:
         z = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier)  # type: ignore[attr-defined]
@@ -202,14 +202,15 @@ def train_dp_sgd(
     mode = choose_grad_sample_mode(model) if config.grad_sample_mode == "auto" else config.grad_sample_mode
 
     seeded = seed is not None
+    sampler: np.random.Generator | AesCtrGenerator
+    noise_rng: np.random.Generator | AesCtrGenerator
     if seeded:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InvalidPrivacyParameterError(f"seed must be a non-negative integer or None, found {seed!r}")
-        entropy = int(seed)
-    else:
-        entropy = int.from_bytes(os.urandom(32), "big")  # 256 bits
-    sampler = np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, 0])))
-    noise_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, 1])))
+        sampler = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), 0])))
+        noise_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), 1])))
+    else:  # batches and noise are secret: both from an AES-CTR stream keyed by the OS
+        sampler, noise_rng = AesCtrGenerator(), AesCtrGenerator()
 
     xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
     yt = torch.as_tensor(np.ascontiguousarray(y))

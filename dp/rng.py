@@ -1,28 +1,29 @@
-"""Noise generators: seeded from os.urandom unless the user asks for a seed (then flagged `seeded`)."""
+"""Noise generators: an AES-CTR stream keyed from os.urandom (`dp.csprng`) unless the user asks for a seed
+(then numpy's PCG64, reproducible and flagged `seeded`: not for production)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from dp.csprng import AesCtrGenerator
 from dp.errors import InvalidPrivacyParameterError
 
 
 @dataclass(frozen=True)
 class NoiseSource:
-    """An explicit np.random.Generator plus whether it came from a user seed (not for production)."""
+    """A generator (secure AES-CTR, or a seeded numpy Generator) plus whether it came from a user seed."""
 
-    generator: np.random.Generator
+    generator: np.random.Generator | AesCtrGenerator
     seeded: bool
 
 
 def noise_source(seed: int | None = None) -> NoiseSource:
-    """A fresh generator: 256 bits from os.urandom, or the given seed (reproducible, labelled seeded)."""
+    """A fresh generator: AES-256-CTR keyed from os.urandom, or PCG64 from the given seed (reproducible,
+    labelled seeded)."""
     if seed is None:
-        entropy = int.from_bytes(os.urandom(32), "big")
-        return NoiseSource(np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy))), False)
+        return NoiseSource(AesCtrGenerator(), False)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InvalidPrivacyParameterError(f"seed must be a non-negative integer or None, found {seed!r}")
     return NoiseSource(np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed)))), True)
@@ -35,7 +36,10 @@ def as_noise_source(source: NoiseSource | np.random.Generator) -> NoiseSource:
         return source
     if isinstance(source, np.random.Generator):
         return NoiseSource(source, True)
+    if isinstance(source, AesCtrGenerator):
+        return NoiseSource(source, False)
     raise InvalidPrivacyParameterError(
-        f"noise source must be a dp.NoiseSource (dp.noise_source()) or a numpy.random.Generator, "
+        f"noise source must be a dp.NoiseSource (dp.noise_source()), a dp.csprng.AesCtrGenerator or a "
+        "numpy.random.Generator, "
         f"found {type(source).__name__}"
     )

@@ -1,0 +1,88 @@
+"""DP noise from a cryptographically secure stream: AES-256-CTR keyed with 32 bytes from os.urandom.
+
+A generator whose state can be recovered from some of its outputs (PCG64, MT19937) would let an observer
+who learns those outputs predict, and subtract, the noise on a released model. `AesCtrGenerator` draws
+its bits from the AES-CTR keystream (pyca/cryptography), which reveals nothing about the key or the other
+outputs, and turns them into the distributions DP needs, in numpy: uniforms with 53 random bits,
+Gaussians by the Box-Muller transform, geometrics by inversion. It has the slice of numpy's Generator
+API that privagg's mechanisms call (`random`, `normal`, `standard_normal`, `geometric`).
+
+Floating-point Gaussians are not exactly Gaussian (Mironov 2012 shows how a Laplace sampler's float
+artefacts leak); this stream removes the predictable-generator attack, not those artefacts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from dp.errors import InvalidPrivacyParameterError
+
+_TWO_53 = float(2**53)
+
+
+class AesCtrGenerator:
+    """Secure random draws (see the module docstring); keyed from the OS, never reproducible."""
+
+    def __init__(self) -> None:
+        cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16)))
+        self._enc = cipher.encryptor()
+
+    def _words(self, count: int) -> np.ndarray:
+        """`count` uniform uint64 words from the keystream (AES-CTR of zeros)."""
+        buf = bytearray(8 * count + 15)
+        n = self._enc.update_into(bytes(8 * count), buf)
+        return np.frombuffer(bytes(buf[:n]), dtype="<u8", count=count)
+
+    @staticmethod
+    def _count(size: int | tuple[int, ...] | None) -> tuple[int, tuple[int, ...] | None]:
+        if size is None:
+            return 1, None
+        shape = (size,) if isinstance(size, int | np.integer) else tuple(int(s) for s in size)
+        if any(s < 0 for s in shape):
+            raise InvalidPrivacyParameterError(f"size must be non-negative, found {size!r}")
+        return int(np.prod(shape, dtype=np.int64)), shape
+
+    @staticmethod
+    def _shaped(values: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray | float:
+        return float(values[0]) if shape is None else values.reshape(shape)
+
+    def random(self, size: int | tuple[int, ...] | None = None) -> np.ndarray | float:
+        """Uniform on [0, 1) with 53 random bits each."""
+        n, shape = self._count(size)
+        u = (self._words(n) >> np.uint64(11)).astype(np.float64) / _TWO_53
+        return self._shaped(u, shape)
+
+    def standard_normal(self, size: int | tuple[int, ...] | None = None) -> np.ndarray | float:
+        """N(0, 1) by Box-Muller: two uniforms give two independent normals."""
+        n, shape = self._count(size)
+        pairs = (n + 1) // 2
+        w = self._words(2 * pairs) >> np.uint64(11)
+        u1 = (w[:pairs].astype(np.float64) + 1.0) / _TWO_53  # (0, 1]: log never sees 0
+        u2 = w[pairs:].astype(np.float64) / _TWO_53
+        r = np.sqrt(-2.0 * np.log(u1))
+        z = np.concatenate([r * np.cos(2.0 * math.pi * u2), r * np.sin(2.0 * math.pi * u2)])[:n]
+        return self._shaped(z, shape)
+
+    def normal(
+        self, loc: float = 0.0, scale: float = 1.0, size: int | tuple[int, ...] | None = None
+    ) -> np.ndarray | float:
+        if not (math.isfinite(scale) and scale >= 0):
+            raise InvalidPrivacyParameterError(f"scale must be finite and >= 0, found {scale!r}")
+        z = self.standard_normal(size)
+        return loc + scale * z
+
+    def geometric(self, p: float, size: int | tuple[int, ...] | None = None) -> np.ndarray | int:
+        """Trials until the first success, support {1, 2, ...} (numpy's convention), by inversion."""
+        if not 0.0 < p <= 1.0:
+            raise InvalidPrivacyParameterError(f"p must be in (0, 1], found {p!r}")
+        n, shape = self._count(size)
+        if p == 1.0:
+            k = np.ones(n, dtype=np.int64)
+        else:
+            u = (self._words(n) >> np.uint64(11)).astype(np.float64) / _TWO_53  # [0, 1)
+            k = np.maximum(1, np.ceil(np.log1p(-u) / math.log1p(-p))).astype(np.int64)
+        return int(k[0]) if shape is None else k.reshape(shape)
