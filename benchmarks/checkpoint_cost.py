@@ -56,8 +56,8 @@ def main() -> None:
         t0 = time.perf_counter()
         real_save(folder, *a, **k)
         spent.append(time.perf_counter() - t0)
-        files = (checkpoint.STATE_FILE, checkpoint.ARRAYS_FILE)
-        sizes.append(sum((folder / n).stat().st_size for n in files))
+        files = [folder / checkpoint.STATE_FILE, *folder.glob(checkpoint.ARRAYS_PATTERN)]
+        sizes.append(sum(f.stat().st_size for f in files))
 
     checkpoint.save = timed_save  # type: ignore[assignment]
     print(f"checkpoint cost per round, {args.rounds} rounds per row (wall time, median over rounds)\n")

@@ -244,7 +244,11 @@ def _cached_accountant(
 ) -> dpa.PrivacyAccountant | _ComposedPLD | _ComposedRDP:
     """Same numbers as dp_accounting's PLD and RDP accountants, but each event's base PLD or RDP curve
     is built once and cached (RDP composes exactly by count * curve)."""
-    if method == "pld" and all(_is_plain_gaussian(k) for k, _ in groups):
+    if (
+        method == "pld"
+        and relation == Neighbouring.ADD_OR_REMOVE  # under replace dp_accounting doubles the sensitivity
+        and all(_is_plain_gaussian(k) for k, _ in groups)
+    ):
         mu2 = sum(count / event_from_dict(json.loads(k)).noise_multiplier ** 2 for k, count in groups)
         return _AnalyticGaussian(mu2**-0.5)
     if method == "pld" and all(_is_sampled_gaussian(k) for k, _ in groups):
@@ -280,6 +284,18 @@ def _resolve(groups: tuple[tuple[str, int], ...], method: Method, relation: Neig
 
 
 @contextlib.contextmanager
+def _bounded(method: str) -> Iterator[None]:
+    """A PLD too large for memory (tiny noise over very many rounds) is a typed refusal, not a crash."""
+    try:
+        yield
+    except MemoryError:
+        raise InvalidPrivacyParameterError(
+            f"the {method.upper()} for this query does not fit in memory (very little noise over very many "
+            "rounds); ask with method='rdp', which is looser but bounded"
+        ) from None
+
+
+@contextlib.contextmanager
 def quiet_rdp() -> Iterator[None]:
     """dp_accounting logs a warning for every fractional RDP order it skips (they do not converge at
     large q / small z and are excluded from the minimum, which stays valid); keep them off the console."""
@@ -303,7 +319,7 @@ def _epsilon(
     if not groups:
         return 0.0
     m = _resolve(groups, method, relation)
-    with quiet_rdp():
+    with quiet_rdp(), _bounded(m):
         return float(_cached_accountant(groups, m, relation, discretization).get_epsilon(delta))
 
 
@@ -318,7 +334,7 @@ def _delta(
     if not groups:
         return 0.0
     m = _resolve(groups, method, relation)
-    with quiet_rdp():
+    with quiet_rdp(), _bounded(m):
         return float(_cached_accountant(groups, m, relation, discretization).get_delta(epsilon))
 
 

@@ -58,6 +58,8 @@ class Aggregator(Protocol):
     stages: tuple[str, ...]
     #: messages a client exchanges per round (for simulated latency)
     messages_per_round: int
+    #: the server sees only the sum (a mechanism with `needs_secure_sum` requires it)
+    secure: bool
 
     def upload_estimate(self, dim: int) -> int:
         """Bytes of one plain full-vector upload (what the deadline is judged on)."""
@@ -90,6 +92,7 @@ class PlaintextAggregator:
 
     stages = (TRAINING,)
     messages_per_round = 2
+    secure = False
 
     def __init__(self, upload_bits: int = 32, seed: int = 0) -> None:
         self.upload_bits = upload_bits
@@ -115,6 +118,11 @@ class PlaintextAggregator:
         mechanism: Mechanism,
         global_weights: ModelVector,
     ) -> Transmission:
+        if mechanism.needs_secure_sum or any(c.ring is not None for c in contributions.values()):
+            raise ConfigError(
+                f"the {mechanism.name} mechanism's uploads carry only a share of the noise: they must go "
+                "through secure aggregation, never in the clear"
+            )
         dim = mechanism.dim
         total = np.zeros(dim, dtype=np.float64)
         weight = loss = indicator = 0.0
@@ -190,6 +198,7 @@ class SecureAggregator:
 
     stages = (TRAINING, *SECAGG_STAGES)
     messages_per_round = 10  # the download, then four stages of round trips
+    secure = True
 
     def __init__(
         self,

@@ -1,10 +1,11 @@
 """Checkpoints: the server's whole state after every completed round, written so a crash loses nothing.
 
-Two files in the run folder: `checkpoint.npz` (arrays: weights, optimizer moments; read without pickle)
-and `checkpoint.json` (everything else, with the SHA-256 of the npz file and of the run's config). Each is
-written to a temporary file, fsynced and renamed, the npz first: a crash leaves the previous pair, or a
-new npz beside the old json, which the hash check refuses. A checkpoint whose hashes do not match, that
-does not parse, or that was written for another config is refused, never loaded.
+Two files in the run folder: `checkpoint-<round>.npz` (arrays: weights, optimizer moments; read without
+pickle) and `checkpoint.json` (everything else, with the npz file's name and SHA-256 and the SHA-256 of
+the run's config). Each is written to a temporary file, fsynced and renamed: first the new round's npz
+under its own name, then the json that points at it, and only then is the previous npz deleted, so a
+crash at any point leaves a complete pair (the json names an npz that exists). A checkpoint whose hashes
+do not match, that does not parse, or that was written for another config is refused, never loaded.
 
 Noise generator states are saved only when the run's noise is seeded (`dp.seed`, reproducible, not for
 production): an OS-seeded generator's state on disk would let its reader recompute past noise and
@@ -25,9 +26,9 @@ import numpy as np
 
 from fl_core.errors import RunDirectoryError
 
-VERSION = 1
+VERSION = 2
 STATE_FILE = "checkpoint.json"
-ARRAYS_FILE = "checkpoint.npz"
+ARRAYS_PATTERN = "checkpoint-*.npz"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -86,21 +87,33 @@ def save(folder: Path, state: Mapping[str, Any], config_text: str) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     blob = buf.getvalue()
-    atomic_write(folder / ARRAYS_FILE, blob)
+    name = f"checkpoint-{int(state.get('round', 0))}.npz"
+    atomic_write(folder / name, blob)
     doc = {
         "version": VERSION,
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "arrays_file": name,
         "arrays_sha256": hashlib.sha256(blob).hexdigest(),
         "state": plain,
     }
     atomic_write(folder / STATE_FILE, json.dumps(doc, allow_nan=True).encode())
+    for old in folder.glob(ARRAYS_PATTERN):  # the json no longer points at them
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def remove(folder: Path) -> None:
+    """Delete the checkpoint (a finished run needs no resume point)."""
+    (folder / STATE_FILE).unlink(missing_ok=True)
+    for old in folder.glob(ARRAYS_PATTERN):
+        old.unlink(missing_ok=True)
 
 
 def load(folder: Path, config_text: str) -> dict[str, Any]:
     """The state of the last checkpoint in `folder`; RunDirectoryError (with the reason) if it is absent,
     corrupt, or was written for another config."""
-    spath, apath = folder / STATE_FILE, folder / ARRAYS_FILE
-    if not spath.is_file() or not apath.is_file():
+    spath = folder / STATE_FILE
+    if not spath.is_file():
         raise RunDirectoryError(f"{str(folder)!r} holds no checkpoint: nothing to resume (start a new run)")
     try:
         doc = json.loads(spath.read_text(encoding="utf-8"))
@@ -108,6 +121,10 @@ def load(folder: Path, config_text: str) -> dict[str, Any]:
         raise RunDirectoryError(f"checkpoint {str(spath)!r} is corrupt ({exc}); refusing to resume") from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION or "state" not in doc:
         raise RunDirectoryError(f"checkpoint {str(spath)!r} is not a version-{VERSION} privagg checkpoint")
+    name = doc.get("arrays_file")
+    if not isinstance(name, str) or Path(name).name != name or not (folder / name).is_file():
+        raise RunDirectoryError(f"checkpoint {str(spath)!r} names arrays {name!r} that are not there")
+    apath = folder / name
     if doc.get("config_sha256") != hashlib.sha256(config_text.encode()).hexdigest():
         raise RunDirectoryError(
             f"checkpoint {str(spath)!r} was written for another config than the run's config.toml; "

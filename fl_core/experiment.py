@@ -221,8 +221,9 @@ def run_experiment(
         rundir.reopen(config.to_dict())
     else:
         rundir.create()
-        rundir.write_config(config.to_dict())
     try:
+        if not resume:
+            rundir.write_config(config.to_dict())
         config_text = rundir.config_text()
 
         def restore(server: FederatedServer) -> None:

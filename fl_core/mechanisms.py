@@ -135,6 +135,8 @@ class Mechanism(ABC):
     release_empty: bool = False
     #: charged per client from each sampled client's DP-SGD event (RoundContext.local_events)
     needs_local_events: bool = False
+    #: its client side carries only a share of the noise (or a ring encoding): never upload it in the clear
+    needs_secure_sum: bool = False
 
     def __init__(self, spec: PrivacySpec, *, dim: int, sampler: ClientSampler) -> None:
         self.spec, self.dim, self.sampler = spec, dim, sampler
@@ -201,6 +203,13 @@ class Mechanism(ABC):
     def load_state(self, state: Mapping[str, Any]) -> None:
         if state.get("noise") is not None and self.noise.seeded:
             set_generator_state(self.noise.generator, state["noise"])
+
+
+def _substream(seed: int | None, k: int) -> int | None:
+    """A seed for the k-th independent stream of a seeded run (None stays OS-keyed)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class NoPrivacy(Mechanism):
@@ -314,7 +323,7 @@ class ClientLevelDP(Mechanism):
                     target_quantile=spec.target_quantile,
                     learning_rate=spec.clip_learning_rate,
                     count_stddev=spec.count_stddev,
-                    seed=spec.seed,
+                    seed=_substream(spec.seed, 1),  # never the sum noise's stream (review)
                 )
             relations = {"observer_of_model": relation, "server_knowing_cohort": self.server_relation}
             self.accountants = {
@@ -470,6 +479,7 @@ class DistributedGaussian(ClientLevelDP):
     cohort secagg lets the round finish with, so the unmasked sum always carries at least N(0, (zC)^2)."""
 
     name = "distributed"
+    needs_secure_sum = True
     headline = "server_knowing_cohort"  # distributed noise exists so that the server never sees a clean sum
 
     def min_survivors(self, ctx: RoundContext) -> int:
@@ -543,7 +553,10 @@ class DiscreteGaussianMechanism(DistributedGaussian):
         return discrete_gaussian_event(self.params(ctx.started))
 
     def server_event(self, ctx: RoundContext) -> DpEvent:
-        return self.round_event(ctx)
+        """Replace-one against the server is a group of two add/remove steps: (2 xi, 4 rho)-zCDP (review:
+        charging the add/remove bound understated the server's epsilon)."""
+        p = self.params(ctx.started)
+        return dp_events.zcdp(4.0 * p.rho, 2.0 * p.xi)
 
 
 MECHANISMS: dict[str, Callable[..., Mechanism]] = {

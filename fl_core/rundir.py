@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tomli_w
 
+from fl_core import checkpoint
 from fl_core.checkpoint import atomic_write
 from fl_core.errors import RunDirectoryError
 from fl_core.types import RoundRecord
@@ -131,8 +132,7 @@ class RunDirectory:
         """Write metrics.csv and summary.json, then atomically publish the folder."""
         self._write_csv()
         self.write_json("summary.json", summary)
-        for name in ("checkpoint.json", "checkpoint.npz"):  # a finished run needs no resume point
-            (self.staging / name).unlink(missing_ok=True)
+        checkpoint.remove(self.staging)  # a finished run needs no resume point
         if self.path.is_dir():
             shutil.rmtree(self.path)
         elif self.path.exists():

@@ -132,6 +132,11 @@ class FederatedServer:
             self.spec, dim=self.weights.size, sampler=sampler, upload_bits=upload_bits
         )
         self.aggregator = aggregator or build_aggregator(self.spec, upload_bits, seed)
+        if self.mechanism.needs_secure_sum and not self.aggregator.secure:
+            raise ConfigError(
+                f"the {self.mechanism.name} mechanism needs a secure aggregator: its uploads carry only a "
+                "share of the noise (pass privacy=PrivacySpec(..., secagg=True) or a SecureAggregator)"
+            )
         if self.mechanism.needs_local_events and local_event is None:
             raise ConfigError("dp.mode='local' needs the DP-SGD event of each client (local_event)")
         self.local_event = local_event

@@ -281,3 +281,24 @@ def test_unsampled_gaussians_compose_in_closed_form_equal_to_dp_accounting(z: fl
     ref = ref.compose(dpa.GaussianDpEvent(2 * z)).get_epsilon(1e-5)
     assert acc.epsilon() == pytest.approx(ref, rel=1e-6)
     assert acc.epsilon() <= acc.epsilon(method="rdp")
+
+
+def test_the_closed_form_is_only_used_under_add_or_remove() -> None:
+    # review: under replace, dp_accounting's PLD doubles a Gaussian's sensitivity; the shortcut did not
+    acc = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    acc.commit(E.gaussian(2.0), count=10)
+    ref = pld_privacy_accountant.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE)
+    ref = ref.compose(dpa.GaussianDpEvent(2.0), 10).get_epsilon(1e-5)
+    assert acc.epsilon() == pytest.approx(ref, rel=1e-3)
+
+
+def test_a_pld_that_does_not_fit_in_memory_is_a_typed_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dp.accountant as acc_mod
+
+    def too_big(*a, **k):
+        raise MemoryError("Unable to allocate 33 TiB")
+
+    acc_mod.clear_caches()
+    monkeypatch.setattr(acc_mod, "_cached_accountant", too_big)
+    with pytest.raises(InvalidPrivacyParameterError, match="method='rdp'"):
+        epsilon_for(0.5, 0.1, 10**8, 1e-5)

@@ -85,3 +85,55 @@ def test_the_server_round_has_no_branch_on_the_privacy_mode() -> None:
                 raise AssertionError(f"line {node.lineno}: the round reads self.spec.{node.attr}")
         if isinstance(node, ast.Attribute) and node.attr in ("client_level_dp", "secagg", "mode"):
             raise AssertionError(f"line {node.lineno}: the round reads .{node.attr}")
+
+
+def test_a_mechanism_that_needs_a_secure_sum_is_refused_a_plaintext_one() -> None:
+    # review: injecting the mechanism without a spec fell back to plaintext uploads of noise shares
+    from fl_core.errors import ConfigError
+    from fl_core.mechanisms import DistributedGaussian
+
+    sampler = ClientSampler(6, "fixed", 6)
+    spec = PrivacySpec(mode="distributed", secagg=True, noise_multiplier=1.0)
+    mech = DistributedGaussian(spec, dim=DIM, sampler=sampler)
+    with pytest.raises(ConfigError, match="secure aggregator"):
+        FederatedServer(
+            _clients(6), FedAvg(), np.zeros(DIM, np.float32), base_config=RoundConfig(round=0),
+            sampler=sampler, mechanism=mech,
+        )  # fmt: skip
+
+
+def test_seeded_sum_noise_and_count_noise_are_different_streams() -> None:
+    # review: both came from noise_source(seed), so the count noise repeated the sum noise's draws
+    from fl_core.mechanisms import CentralGaussian
+
+    spec = PrivacySpec(mode="central", adaptive_clipping=True, noise_multiplier=1.0, seed=7)
+    mech = CentralGaussian(spec, dim=DIM, sampler=ClientSampler(100, "fixed", 100))
+    assert mech.clipper is not None
+    assert mech.noise.generator.normal() != mech.clipper._source.generator.normal()
+
+
+def test_the_discrete_gaussian_charges_replace_one_against_the_server() -> None:
+    # review: the server's ledger got the add/remove bound; replace-one is a group of two: (2 xi, 4 rho)
+    from dp.accountant import PrivacyAccountant
+
+    spec = CASES["ddg/secagg"]
+    server = FederatedServer(
+        _clients(10), FedAvg(), np.zeros(DIM, np.float32), base_config=RoundConfig(round=0),
+        sampler=ClientSampler(10, "poisson", rate=1.0), privacy=spec,
+    )  # fmt: skip
+    server.run(2)
+    by = server.mechanism.epsilons()
+    assert by["server_knowing_cohort"] > by["observer_of_model"] > 0
+    ev = server.mechanism.server_event(_ctx_for(10))
+    obs = server.mechanism.round_event(_ctx_for(10))
+    assert ev.rho == pytest.approx(4 * obs.rho) and ev.xi == pytest.approx(2 * obs.xi)
+    fresh = PrivacyAccountant(delta=1e-5)
+    assert fresh.projected_epsilon(ev) > fresh.projected_epsilon(obs)
+
+
+def _ctx_for(started: int):
+    import os
+
+    from fl_core.mechanisms import RoundContext
+
+    return RoundContext(1, started, os.urandom(16))
