@@ -30,12 +30,16 @@ class AesCtrGenerator:
     def __init__(self) -> None:
         cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16)))
         self._enc = cipher.encryptor()
+        self._zeros = memoryview(bytes(0))
 
     def _words(self, count: int) -> np.ndarray:
-        """`count` uniform uint64 words from the keystream (AES-CTR of zeros)."""
-        buf = bytearray(8 * count + 15)
-        n = self._enc.update_into(bytes(8 * count), buf)
-        return np.frombuffer(bytes(buf[:n]), dtype="<u8", count=count)
+        """`count` uniform uint64 words from the keystream: AES-CTR of zeros, encrypted straight into the
+        array (update_into wants room for one block more than it is given)."""
+        if len(self._zeros) < 8 * count:
+            self._zeros = memoryview(bytes(max(8 * count, 2 * len(self._zeros))))
+        out = np.empty(count + 2, dtype="<u8")
+        self._enc.update_into(self._zeros[: 8 * count], memoryview(out).cast("B"))
+        return out[:count]
 
     @staticmethod
     def _count(size: int | tuple[int, ...] | None) -> tuple[int, tuple[int, ...] | None]:

@@ -108,9 +108,14 @@ class _PrivaggNoise:
     def add_noise(self) -> None:
         z = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier)  # type: ignore[attr-defined]
         std = z * self.max_grad_norm  # type: ignore[attr-defined]
-        for p in self.params:  # type: ignore[attr-defined]
+        params = self.params  # type: ignore[attr-defined]
+        sizes = [p.summed_grad.numel() for p in params]
+        flat = self.noise_rng.normal(0.0, std, size=sum(sizes))  # one draw per step, split per tensor
+        start = 0
+        for p, size in zip(params, sizes, strict=True):
             _check_processed_flag(p.summed_grad)
-            noise = self.noise_rng.normal(0.0, std, size=tuple(p.summed_grad.shape))
+            noise = flat[start : start + size].reshape(tuple(p.summed_grad.shape))
+            start += size
             p.grad = (p.summed_grad + torch.from_numpy(noise).to(p.summed_grad.dtype)).view_as(p)
             _mark_as_processed(p.summed_grad)
 
