@@ -80,7 +80,9 @@ class AdaptiveClipper:
             )
         self.target_quantile = float(target_quantile)
         self.learning_rate = check_positive("learning_rate", learning_rate)
-        sb = self.expected_cohort / 20.0 if count_stddev is None else count_stddev
+        # Andrew et al. 2021 use m/20; a small cohort (m/20 <= z/2) would leave the sum no noise budget,
+        # so the default is never below z: the sum's multiplier then grows by at most 1/sqrt(3/4) = 1.155
+        sb = max(self.expected_cohort / 20.0, self.noise_multiplier) if count_stddev is None else count_stddev
         self.count_stddev = check_positive("count_stddev", sb)
         self.sum_noise_multiplier = split_noise_multiplier(self.noise_multiplier, self.count_stddev)
         self._source: NoiseSource = noise_source(seed)

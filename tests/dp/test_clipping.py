@@ -108,3 +108,12 @@ def test_distributed_count_shares_carry_sigma_b() -> None:
     assert clipper.unclipped_fraction_from_noised_sum(5.0) == pytest.approx(5.0 / m_min + 0.5)
     with pytest.raises(InvalidPrivacyParameterError, match="0"):
         clipper.count_noise_share(0)
+
+
+def test_the_default_count_noise_works_for_small_cohorts() -> None:
+    # review: an expected cohort of 10 with z = 2 was refused (count_stddev m/20 = 0.5 left no budget)
+    small = AdaptiveClipper(1.0, noise_multiplier=2.0, expected_cohort=10)
+    assert small.count_stddev == 2.0
+    assert 2.0 < small.sum_noise_multiplier <= 2.0 / (0.75**0.5) + 1e-12
+    large = AdaptiveClipper(1.0, noise_multiplier=1.0, expected_cohort=1000)
+    assert large.count_stddev == 50.0  # Andrew et al.'s m/20 where it leaves the sum its budget
