@@ -87,6 +87,15 @@ def calibrate_noise(
                 and epsilon_for(lower, q, n, d, pld_discretization=SEARCH_DISCRETIZATION) <= eps
             ):
                 lower = max(0.8 * lower, MIN_NOISE_MULTIPLIER)
+            if (
+                lower == MIN_NOISE_MULTIPLIER
+                and epsilon_for(lower, q, n, d, pld_discretization=SEARCH_DISCRETIZATION) <= eps
+            ):
+                raise CalibrationError(
+                    f"target epsilon={eps} is met even at noise multiplier {MIN_NOISE_MULTIPLIER} by PLD: "
+                    "the guarantee is vacuous at that level; choose a smaller epsilon or set the noise "
+                    "multiplier directly"
+                )
             z = mc.calibrate_dp_mechanism(
                 lambda: _pld.PLDAccountant(value_discretization_interval=SEARCH_DISCRETIZATION),
                 lambda z: _event(z, q, n),

@@ -64,3 +64,9 @@ def test_bad_parameters(args, value: str) -> None:
 def test_bad_dp_sgd_sizes() -> None:
     with pytest.raises(InvalidPrivacyParameterError, match="2000"):
         dp_sgd_steps(1000, 2000, 1)
+
+
+def test_a_target_met_at_the_smallest_noise_is_a_clear_refusal() -> None:
+    # review: calibrating to epsilon = 1000 searched for 78 s and ended in a brentq bracket error
+    with pytest.raises(CalibrationError, match="vacuous"):
+        calibrate_noise(1000.0, 1e-5, 0.01, 10)
