@@ -225,24 +225,10 @@ class RunConfig(_Section):
 
 def _check_privacy(cfg: RunConfig) -> None:
     """The privacy rules live in one place, `PrivacySpec`: build it from the config to apply them here."""
-    from fl_core.privacy import PrivacySpec
+    from fl_core.privacy import spec_from_config
 
-    d, sa = cfg.dp, cfg.secagg
     try:
-        spec = PrivacySpec(
-            mode=d.mode,
-            secagg=sa.enabled,
-            clip_norm=d.clip_norm,
-            noise_multiplier=d.noise_multiplier or 1.0,
-            adaptive_clipping=d.adaptive_clipping,
-            count_stddev=d.count_stddev,
-            max_epsilon=d.max_epsilon,
-            clip_range=sa.clip_range,
-            dropout_tolerance=sa.dropout_tolerance,
-            corrupt_fraction=sa.corrupt_fraction,
-            mechanism=d.mechanism,
-            ddg_bits=d.ddg_bits,
-        )
+        spec = spec_from_config(cfg, cfg.dp.noise_multiplier or 1.0, cfg.secagg.weight_cap or 1)
         spec.check_setup(sampling_mode=cfg.sampling.mode, upload_bits=cfg.train.upload_bits)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None

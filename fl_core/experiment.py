@@ -31,7 +31,7 @@ from fl_core.data import Dataset, load_dataset, partition
 from fl_core.devices import assign_profiles
 from fl_core.errors import ConfigError, DataError
 from fl_core.models import build_model, get_flat, num_parameters, set_flat
-from fl_core.privacy import PrivacySpec
+from fl_core.privacy import PrivacySpec, spec_from_config
 from fl_core.rundir import MEMBERSHIP_FILE, RunDirectory
 from fl_core.sampling import ClientSampler
 from fl_core.server import FaultModel, FederatedServer
@@ -449,27 +449,8 @@ def _calibrate_local(config: RunConfig, client_sizes: list[int]) -> float:
 
 
 def privacy_spec(config: RunConfig, noise_multiplier: float, client_sizes: list[int]) -> PrivacySpec:
-    """The run's privacy settings from the config (combination errors are ConfigErrors)."""
-    d, sa = config.dp, config.secagg
-    return PrivacySpec(
-        mode=d.mode,
-        secagg=sa.enabled,
-        clip_norm=d.clip_norm,
-        noise_multiplier=noise_multiplier,
-        adaptive_clipping=d.adaptive_clipping,
-        target_quantile=d.target_quantile,
-        clip_learning_rate=d.clip_learning_rate,
-        count_stddev=d.count_stddev,
-        delta=d.delta,
-        max_epsilon=d.max_epsilon,
-        seed=d.seed,
-        clip_range=sa.clip_range,
-        weight_cap=sa.weight_cap or max(client_sizes),  # default: every client's count is exact
-        dropout_tolerance=sa.dropout_tolerance,
-        corrupt_fraction=sa.corrupt_fraction,
-        mechanism=d.mechanism,
-        ddg_bits=d.ddg_bits,
-    )
+    """The run's privacy settings; secagg's weight cap defaults to the largest client (exact counts)."""
+    return spec_from_config(config, noise_multiplier, config.secagg.weight_cap or max(client_sizes))
 
 
 def privacy_summary(config: RunConfig, spec: PrivacySpec, server: FederatedServer) -> dict[str, Any]:

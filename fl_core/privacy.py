@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fl_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fl_core.config import RunConfig
 
 DPMode = Literal["none", "central", "distributed", "local"]
 DP_MODES: tuple[str, ...] = ("none", "central", "distributed", "local")
@@ -107,3 +110,28 @@ class PrivacySpec:
                 "dp.mechanism='discrete_gaussian' needs sampling.mode='poisson': its bound is for add/remove "
                 "neighbours; a fixed cohort (replace-one) would double its sensitivity"
             )
+
+
+def spec_from_config(config: RunConfig, noise_multiplier: float, weight_cap: int) -> PrivacySpec:
+    """The run config's privacy settings (the config validates through this too, with placeholders for
+    the noise multiplier, which calibration may fill in later, and the weight cap)."""
+    d, sa = config.dp, config.secagg
+    return PrivacySpec(
+        mode=d.mode,
+        secagg=sa.enabled,
+        clip_norm=d.clip_norm,
+        noise_multiplier=noise_multiplier,
+        adaptive_clipping=d.adaptive_clipping,
+        target_quantile=d.target_quantile,
+        clip_learning_rate=d.clip_learning_rate,
+        count_stddev=d.count_stddev,
+        delta=d.delta,
+        max_epsilon=d.max_epsilon,
+        seed=d.seed,
+        clip_range=sa.clip_range,
+        weight_cap=weight_cap,
+        dropout_tolerance=sa.dropout_tolerance,
+        corrupt_fraction=sa.corrupt_fraction,
+        mechanism=d.mechanism,
+        ddg_bits=d.ddg_bits,
+    )
