@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import tomli_w
 
-from fl_core.config import build_config
+from fl_core.config import build_config, set_dotted
 from fl_core.errors import ConfigError, FLError
 
 if sys.version_info >= (3, 11):
@@ -211,16 +211,10 @@ def _axes_of(table: Mapping[str, Any], where: str) -> list[list[dict[str, Any]]]
 
 
 def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    if not all(parts):
-        raise SweepSpecError(f"config key {key!r} has an empty part")
-    node = data
-    for part in parts[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise SweepSpecError(f"config key {key!r}: {part!r} is not a section")
-        node = nxt
-    node[parts[-1]] = value
+    try:
+        set_dotted(data, key, value)
+    except ConfigError as exc:
+        raise SweepSpecError(str(exc)) from None
 
 
 def _canonical(obj: Any) -> str:

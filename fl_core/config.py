@@ -269,18 +269,30 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """data["a"]["b"] = value for key "a.b", creating sections; ConfigError for an empty part or a key
+    that runs through a value (shared by --set overrides and sweep grids)."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"config key {key!r} has an empty part")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"config key {key!r}: {part!r} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
 def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Validate a config dict plus `key=value` overrides; raises ConfigError with a one-line message."""
     merged: dict[str, Any] = _deep_copy(data or {})
     for item in overrides or []:
         path, value = parse_override(item)
-        node = merged
-        for part in path[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-            node = nxt
-        node[path[-1]] = value
+        try:
+            set_dotted(merged, ".".join(path), value)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as err:
