@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -12,6 +13,7 @@ from secagg.hazmat import kex
 _ADVERTISE = b"advertise-keys"
 _CONSISTENCY = b"consistency"
 _MASK_SET = b"mask-neighbours"
+_CONFIG = b"round-config"
 
 
 def _framed(config: SecAggConfig, purpose: bytes) -> bytes:
@@ -26,6 +28,23 @@ def _framed(config: SecAggConfig, purpose: bytes) -> bytes:
             config.model_hash,
         )
     )
+
+
+def config_digest(config: SecAggConfig) -> bytes:
+    """SHA-256 of every field of the round's config: what an exported client state is bound to."""
+    h = hashlib.sha256(_framed(config, _CONFIG))
+    h.update(
+        struct.pack(
+            "<IIIII",
+            config.vector_length,
+            config.threshold,
+            config.neighbours,
+            config.min_survivors or 0,
+            config.max_corrupt,
+        )
+    )
+    h.update(struct.pack(f"<I{config.n}I", config.n, *config.client_ids))
+    return h.digest()
 
 
 def advertise_payload(config: SecAggConfig, cid: int, c_pk: bytes, s_pk: bytes) -> bytes:

@@ -26,7 +26,7 @@ from secagg.errors import (
     UnsafeRequestError,
 )
 from secagg.graph import NeighbourGraph, cohort_seed
-from secagg.hazmat import aead, kex, shamir, sign
+from secagg.hazmat import aead, drbg, kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
     AdvertiseKeys,
@@ -66,6 +66,22 @@ class ClientSession:
         identity_key: Ed25519PrivateKey | None = None,
         peer_identity_keys: Mapping[int, Ed25519PublicKey | bytes] | None = None,
     ) -> None:
+        self._setup(config, client_id, identity_key, peer_identity_keys)
+        self._c = kex.KeyPair()  # share-encryption keys
+        self._s = kex.KeyPair()  # mask-agreement keys (private part is Shamir-shared)
+        self._b_seed = secrets.token_bytes(16)  # self-mask seed b_u
+        self._rand = secrets.token_bytes(32)  # keys the DRBG of Shamir coefficients and nonces
+
+    def _setup(
+        self,
+        config: SecAggConfig,
+        client_id: int,
+        identity_key: Ed25519PrivateKey | None,
+        peer_identity_keys: Mapping[int, Ed25519PublicKey | bytes] | None,
+    ) -> None:
+        """Everything but the round's secrets: shared by `__init__` and `from_state`."""
+        if not isinstance(config, SecAggConfig):
+            raise SecAggConfigError(f"config must be a SecAggConfig, got {type(config).__name__}")
         if client_id not in config.client_ids:
             raise SecAggConfigError(f"client {client_id} is not in the round's cohort")
         self.config = config
@@ -78,9 +94,6 @@ class ClientSession:
         )
         if self._peer_ids is not None and identity_key is None:
             raise SecAggConfigError("a client that verifies peer signatures needs its own identity_key")
-        self._c = kex.KeyPair()  # share-encryption keys
-        self._s = kex.KeyPair()  # mask-agreement keys (private part is Shamir-shared)
-        self._b_seed = secrets.token_bytes(16)  # self-mask seed b_u
         self._next = Stage.ADVERTISE_KEYS
         self._aborted = False
         self._peers: dict[int, tuple[bytes, bytes]] = {}
@@ -91,6 +104,36 @@ class ClientSession:
         self._nbr_sets: dict[int, frozenset[int]] = {}  # graph neighbourhood of each neighbour
         self._graph_neighbours: tuple[int, ...] = ()  # our whole graph neighbourhood, sorted
         self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
+
+    # --- state export (a fresh process per message, e.g. a Flower SuperNode) ---------------------
+    def export_state(self, *, state_key: bytes | None = None) -> bytes:
+        """The session's whole state as versioned, length-prefixed bytes (see `secagg.state`).
+
+        It holds the round's secrets (both X25519 private keys, the self-mask seed, the held shares):
+        keep it where the client keeps its keys, never send it to the server, and replace it after every
+        stage call (resuming an older state and answering a stage twice with different inputs would show
+        the server two maskings under the same masks). `state_key` (32 bytes) seals it with AES-256-GCM."""
+        from secagg import state
+
+        return state.export_client(self, state_key)
+
+    @classmethod
+    def from_state(
+        cls,
+        data: bytes,
+        config: SecAggConfig,
+        *,
+        identity_key: Ed25519PrivateKey | None = None,
+        peer_identity_keys: Mapping[int, Ed25519PublicKey | bytes] | None = None,
+        state_key: bytes | None = None,
+    ) -> ClientSession:
+        """Resume a session from `export_state` bytes, with the same config and identity keys it was
+        created with (they are not secret state and are passed again). A resumed session sends
+        byte-identical messages to the original's. Bad, truncated, tampered or foreign state raises
+        `InvalidStateError` (an `InvalidMessageError`)."""
+        from secagg import state
+
+        return state.import_client(cls, data, config, identity_key, peer_identity_keys, state_key)
 
     def _identity_of(self, cid: int) -> Ed25519PublicKey:
         """The identity key of a cohort member, or InvalidMessageError when none was configured."""
@@ -199,13 +242,18 @@ class ClientSession:
         # x = position of the holder in our whole graph neighbourhood (1..k), as the server rebuilds it
         xpos = {v: i + 1 for i, v in enumerate(self._graph_neighbours)}
         xs = [xpos[v] for v in self._neighbours]
-        b_sh = shamir.split(int.from_bytes(self._b_seed, "little"), t, xs)
-        s_sh = shamir.split(int.from_bytes(self._s.private_bytes(), "little"), t, xs)
+        # Coefficients and nonces from the session's keyed DRBG (secret seed from `secrets`): the same
+        # polynomials whatever subset of neighbours is present, so a resumed session (export_state) or a
+        # replayed stage seals the same plaintext under the same (key, nonce), never another one.
+        rng = drbg.Drbg(drbg.derive(self._rand, b"shamir"))
+        b_sh = shamir.split(int.from_bytes(self._b_seed, "little"), t, xs, randbelow=rng.randbelow)
+        s_sh = shamir.split(int.from_bytes(self._s.private_bytes(), "little"), t, xs, randbelow=rng.randbelow)
         cts = []
         for v, yb, ys in zip(self._neighbours, b_sh, s_sh, strict=True):
             key = self._share_key(v)
             pt = _PAIR.pack(me, v) + shamir.share_to_bytes(yb) + shamir.share_to_bytes(ys)
-            cts.append((v, aead.seal(key, pt, aead.associated_data(cfg.round_id, me, v))))
+            nonce = drbg.derive(self._rand, b"nonce" + struct.pack("<I", v), aead.NONCE_BYTES)
+            cts.append((v, aead.seal(key, pt, aead.associated_data(cfg.round_id, me, v), nonce)))
         return ShareKeys(cfg.round_id, me, tuple(cts), model_hash=cfg.model_hash)
 
     def _share_key(self, peer: int) -> bytes:

@@ -10,6 +10,7 @@ __all__ = [
     "DropoutThresholdError",
     "InvalidMessageError",
     "InconsistentSharesError",
+    "InvalidStateError",
     "SumOutOfRangeError",
     "UnsafeRequestError",
 ]
@@ -36,6 +37,11 @@ DropoutThresholdError = ThresholdError
 
 class InvalidMessageError(SecAggError, ValueError):
     """A message failed validation: bad version, stage, ids, lengths, bounds, signature or tag."""
+
+
+class InvalidStateError(InvalidMessageError):
+    """An exported session state is malformed, truncated, tampered with, of another version, or belongs to
+    another round, client or identity key (`ClientSession.from_state`)."""
 
 
 class InconsistentSharesError(InvalidMessageError):

@@ -3,6 +3,6 @@
 Use them only through `secagg`'s sessions unless you know what each guarantee does not cover.
 """
 
-from secagg.hazmat import aead, kex, prg, shamir, sign
+from secagg.hazmat import aead, drbg, kex, prg, shamir, sign
 
-__all__ = ["aead", "kex", "prg", "shamir", "sign"]
+__all__ = ["aead", "drbg", "kex", "prg", "shamir", "sign"]

@@ -26,11 +26,17 @@ def associated_data(round_id: bytes, sender: int, recipient: int) -> bytes:
     )
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """Encrypt under a fresh random 96-bit nonce; returns nonce || ciphertext || tag."""
+def seal(key: bytes, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
+    """Encrypt under a 96-bit nonce (fresh from the OS unless given); returns nonce || ciphertext || tag.
+
+    A caller that passes `nonce` must never reuse it under the same key with another plaintext (the
+    client session derives it from its secret seed and the recipient, for one fixed plaintext)."""
     if len(key) not in (16, 32):
         raise SecAggConfigError(f"AES-GCM key must be 16 or 32 bytes, got {len(key)}")
-    nonce = os.urandom(NONCE_BYTES)
+    if nonce is None:
+        nonce = os.urandom(NONCE_BYTES)
+    elif len(nonce) != NONCE_BYTES:
+        raise SecAggConfigError(f"AES-GCM nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 

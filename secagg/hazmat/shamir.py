@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -39,14 +39,23 @@ def _check_points(xs: Sequence[int], prime: int) -> None:
             raise SecAggConfigError(f"x-coordinate must be in [1, p), got {x}")
 
 
-def split(secret: int, threshold: int, xs: Sequence[int], prime: int = PRIME) -> list[int]:
-    """Share `secret` so that any `threshold` of the points (x, y) recover it; returns y for each x in xs."""
+def split(
+    secret: int,
+    threshold: int,
+    xs: Sequence[int],
+    prime: int = PRIME,
+    randbelow: Callable[[int], int] = secrets.randbelow,
+) -> list[int]:
+    """Share `secret` so that any `threshold` of the points (x, y) recover it; returns y for each x in xs.
+
+    The threshold - 1 random coefficients come from `randbelow` (`secrets` unless a session passes its
+    keyed DRBG, `hazmat.drbg`, so that a resumed session reproduces its messages)."""
     if not 0 <= secret < prime:
         raise SecAggConfigError(f"secret must be in [0, p), got {secret}")
     if not 1 <= threshold <= len(xs):
         raise SecAggConfigError(f"threshold must be in [1, {len(xs)}], got {threshold}")
     _check_points(xs, prime)
-    coeffs = [secret] + [secrets.randbelow(prime) for _ in range(threshold - 1)]
+    coeffs = [secret] + [randbelow(prime) for _ in range(threshold - 1)]
     ys = []
     for x in xs:
         acc = 0
