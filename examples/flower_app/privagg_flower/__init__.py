@@ -1,0 +1,1 @@
+"""A Flower app (digits CNN) with privagg's secure aggregation and DP switched on from pyproject.toml."""

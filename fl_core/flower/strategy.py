@@ -1,0 +1,394 @@
+"""`PrivAggStrategy`: privagg's secure aggregation and client-level DP around any Flower Message-API strategy.
+
+One privagg round inside Flower's `Strategy.start` loop (Bonawitz et al. 2017, Sec. 4; Bell et al. 2020):
+
+    configure_train: the inner strategy picks the nodes -> budget check -> advertise keys -> share keys
+                     (two message rounds through the Grid) -> the inner strategy's train messages, each
+                     carrying its node's routed shares
+    aggregate_train: the masked updates -> consistency -> unmask (two more message rounds) -> the decoded
+                     sum -> the mechanism's server step (central noise, public denominator, clip step)
+                     -> the inner strategy aggregates ONE reply holding the aggregate -> charge, log epsilon
+
+Weights, example counts and the training loss travel inside the secure sum; the inner strategy never
+sees an individual update. Evaluation messages go to the inner strategy as they are (plaintext metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+import secagg
+from fl_core.errors import ConfigError
+from fl_core.flower import rounds
+from fl_core.flower.arrays import flatten, model_hash, unflatten
+from fl_core.flower.protocol import MESSAGE_TYPE, RECORD, RoundParams, Stage
+from fl_core.flower.settings import FlowerPrivacy
+from fl_core.mechanisms import Contribution, Mechanism, RoundContext, Sums
+from fl_core.privacy import PrivacySpec
+
+log = logging.getLogger("flwr.privagg")
+
+#: secagg errors that end a round without revealing anything (too few survivors, a bad message or share)
+_ABORTS = (secagg.ThresholdError, secagg.InvalidMessageError, secagg.StageError, ConfigError)
+
+
+def content_bytes(content: RecordDict) -> int:
+    """Bytes of a message's records as Flower counts them (`count_bytes` of each record)."""
+    return sum(rec.count_bytes() for rec in content.values())
+
+
+@dataclass
+class RoundLog:
+    """What one round did, as privagg records it (also returned in the round's train metrics)."""
+
+    round: int
+    started: int
+    population: int
+    survivors: int = 0
+    aborted: str | None = None
+    epsilon: float | None = None
+    epsilon_by_adversary: dict[str, float] = field(default_factory=dict)
+    bytes_down: int = 0
+    bytes_up: int = 0
+    server_cpu_s: float = 0.0
+    verified: bool | None = None
+
+
+@dataclass
+class _Pending:
+    params: RoundParams
+    ctx: RoundContext
+    nodes: dict[int, int]  # node id -> secagg id
+    arrays: ArrayRecord
+    weights: np.ndarray
+    train_msgs: list[Message]
+    session: secagg.ServerSession | None
+    log: RoundLog
+
+
+class PrivAggStrategy(Strategy):
+    """Wraps a Flower Message-API strategy (FedAvg, FedAdam, a user's own) with privagg's secure aggregation
+    and client-level DP, configured from the same flat run config the clients read (`[tool.flwr.app.config]`).
+
+    `run_config`: Flower's `context.run_config` (or a dict of dotted keys: "secagg.enabled", "dp.mode",
+    "dp.noise_multiplier", "dp.clip_norm", "dp.max_epsilon", ...). Clients must run `privagg_mod`.
+    `timeout`: seconds each secagg message round waits for replies (a node that does not answer drops).
+    """
+
+    def __init__(self, inner: Strategy, run_config: Mapping[str, Any], *, timeout: float = 600.0) -> None:
+        if not isinstance(inner, Strategy):
+            raise ConfigError(f"inner must be a flwr.serverapp.strategy.Strategy, got {type(inner).__name__}")
+        self.inner = inner
+        self.privacy = FlowerPrivacy.from_run_config(run_config)
+        if self.privacy.mode == "distributed" and not self.privacy.secagg:
+            raise ConfigError(
+                "dp.mode='distributed' needs secagg.enabled = true (noise shares alone are no DP)"
+            )
+        self.timeout = timeout
+        self.spec: PrivacySpec | None = None
+        self.mechanism: Mechanism | None = None
+        self.stopped: str | None = None
+        self.history: list[RoundLog] = []
+        self._grid: Grid | None = None
+        self._pending: _Pending | None = None
+
+    # -- Flower's Strategy interface -------------------------------------------------------------
+    def summary(self) -> None:
+        p = self.privacy
+        log.info(
+            "PrivAggStrategy: secagg=%s, dp.mode=%s around %s", p.secagg, p.mode, type(self.inner).__name__
+        )
+        self.inner.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._grid, self._pending = grid, None
+        if self.stopped:
+            return []
+        msgs = list(self.inner.configure_train(server_round, arrays, config, grid))
+        if not msgs:
+            return []
+        population = max(len(list(grid.get_node_ids())), len(msgs))
+        weights = flatten(arrays)
+        mech = self._mechanism(weights.size, len(msgs), population)
+        round_id = secrets.token_bytes(16)
+        params = RoundParams(
+            Stage.ADVERTISE_KEYS, server_round, 0, len(msgs), population, weights.size, round_id,
+            model_hash(arrays), float(getattr(mech, "clip_norm", 1.0)),
+        )  # fmt: skip
+        ctx = rounds.context(params)
+        record = RoundLog(server_round, len(msgs), population)
+        reason = mech.budget_stop(ctx)
+        if reason is not None:
+            self.stopped = reason
+            log.warning("privagg: round %d not started: %s", server_round, reason)
+            record.aborted = f"budget: {reason}"
+            self.history.append(record)
+            return []
+        nodes = {m.metadata.dst_node_id: i for i, m in enumerate(msgs)}
+        pending = _Pending(params, ctx, nodes, arrays, weights, msgs, None, record)
+        self._pending = pending
+        payload: dict[int, bytes] = dict.fromkeys(nodes.values(), b"")
+        if self.privacy.secagg:
+            try:
+                payload = self._setup_secagg(pending)
+            except _ABORTS as exc:
+                return self._abort(pending, exc)
+        out = []
+        for m in msgs:  # Flower's strategies share one RecordDict among their messages: one each here
+            sid = nodes[m.metadata.dst_node_id]
+            if sid in payload:
+                content = RecordDict(dict(m.content.items()))
+                content[RECORD] = self._params(pending, Stage.TRAIN, sid).record(payload[sid])
+                record.bytes_down += content_bytes(content)
+                md = m.metadata
+                out.append(grid.create_message(content, md.message_type, md.dst_node_id, md.group_id, md.ttl))
+        pending.train_msgs = out
+        return out
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        pending, self._pending = self._pending, None
+        if pending is None or pending.params.round != server_round:
+            return None, None
+        record = pending.log
+        answers = self._collect(pending, list(replies))
+        try:
+            if pending.session is not None:
+                sums = self._finish_secagg(pending, answers)
+            else:
+                sums = self._plain_sum(pending, answers)
+        except _ABORTS as exc:
+            self._abort(pending, exc)
+            return None, self._metrics(record)
+        mech = self.mechanism
+        assert mech is not None  # built in configure_train
+        delta, _info = mech.server_side(sums, pending.ctx)
+        released = delta is not None or mech.release_empty
+        mech.charge(pending.ctx, released=released, trained=sums.survivors)
+        record.survivors = len(sums.survivors)
+        self._log_epsilon(record)
+        self.history.append(record)
+        if delta is None:
+            return None, self._metrics(record)
+        new = unflatten(pending.weights + delta, pending.arrays)
+        reply = Message(
+            RecordDict({"arrays": new, "metrics": self._reply_metrics(mech, sums)}),
+            reply_to=pending.train_msgs[0],
+        )
+        arrays, metrics = self.inner.aggregate_train(server_round, [reply])
+        out = MetricRecord(dict(metrics)) if metrics is not None else MetricRecord()
+        for k, v in self._metrics(record).items():
+            out[k] = v
+        return arrays, out
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)
+
+    # -- privacy ---------------------------------------------------------------------------------
+    def _mechanism(self, dim: int, n: int, population: int) -> Mechanism:
+        """Built at the first round (the model size is known then), kept across rounds (its accountants and
+        clip norm); each round's sampler is that round's cohort of n out of the population."""
+        if self.mechanism is None:
+            self.spec, self.mechanism = rounds.build(self.privacy, dim, n, population)
+        elif self.mechanism.dim != dim:
+            raise ConfigError(f"the model changed size between rounds ({self.mechanism.dim} -> {dim})")
+        else:
+            self.mechanism.sampler = rounds.sampler_for(n, population)
+        return self.mechanism
+
+    def epsilons(self) -> dict[str, float]:
+        """epsilon so far against each adversary (empty without DP)."""
+        mech = self.mechanism
+        return dict(mech.epsilons()) if mech is not None and hasattr(mech, "epsilons") else {}
+
+    def _log_epsilon(self, record: RoundLog) -> None:
+        mech = self.mechanism
+        if mech is None or self.privacy.mode == "none":
+            return
+        record.epsilon = mech.epsilon()
+        record.epsilon_by_adversary = self.epsilons()
+        who = getattr(mech, "headline", "")
+        log.info("privagg round %d: epsilon (%s) = %.4g", record.round, who, record.epsilon)
+
+    # -- secagg message rounds -------------------------------------------------------------------
+    def _params(self, pending: _Pending, stage: Stage, sid: int) -> RoundParams:
+        p = pending.params
+        return RoundParams(
+            stage, p.round, sid, p.n, p.population, p.dim, p.round_id, p.model_hash, p.clip_norm
+        )
+
+    def _exchange(self, pending: _Pending, stage: Stage, payloads: Mapping[int, bytes]) -> dict[int, bytes]:
+        """One message round: each node in `payloads` gets its payload; returns the replies' payloads by
+        secagg id. A node that does not answer in time, or answers with an error, has dropped."""
+        grid = self._grid
+        assert grid is not None
+        by_sid = {sid: node for node, sid in pending.nodes.items()}
+        out = []
+        for sid, payload in payloads.items():
+            content = RecordDict({RECORD: self._params(pending, stage, sid).record(payload)})
+            pending.log.bytes_down += content_bytes(content)
+            out.append(grid.create_message(content, MESSAGE_TYPE, by_sid[sid], str(pending.params.round)))
+        return self._collect(pending, list(grid.send_and_receive(out, timeout=self.timeout)))
+
+    def _collect(self, pending: _Pending, replies: list[Message]) -> dict[int, bytes]:
+        got: dict[int, bytes] = {}
+        for r in replies:
+            sid = pending.nodes.get(r.metadata.src_node_id)
+            if sid is None:
+                continue
+            if r.has_error():
+                log.warning("privagg round %d: node %d dropped: %s", pending.params.round,
+                            r.metadata.src_node_id, r.error.reason)  # fmt: skip
+                continue
+            pending.log.bytes_up += content_bytes(r.content)
+            rec = r.content.config_records.get(RECORD)
+            payload = rec.get("payload") if rec is not None else None
+            if isinstance(payload, bytes):
+                got[sid] = payload
+        return got
+
+    def _receive(self, pending: _Pending, answers: Mapping[int, bytes]) -> None:
+        session = pending.session
+        assert session is not None
+        for sid, payload in sorted(answers.items()):
+            c0 = time.thread_time()
+            try:
+                msg = secagg.messages.decode(payload)
+                if getattr(msg, "sender", sid) != sid:
+                    raise secagg.InvalidMessageError(f"node {sid} answered as {msg.sender}")  # type: ignore
+                session.receive(msg)
+            except secagg.InvalidMessageError as exc:  # that node's message is dropped, not the round
+                log.warning(
+                    "privagg round %d: rejected a message of client %d: %s", pending.params.round, sid, exc
+                )
+            finally:
+                pending.log.server_cpu_s += time.thread_time() - c0
+
+    def _server(self, pending: _Pending, fn: Any) -> Any:
+        c0 = time.thread_time()
+        try:
+            return fn()
+        finally:
+            pending.log.server_cpu_s += time.thread_time() - c0
+
+    def _setup_secagg(self, pending: _Pending) -> dict[int, bytes]:
+        """Advertise keys and share keys; returns each surviving node's routed shares (its TRAIN payload)."""
+        assert self.spec is not None and self.mechanism is not None
+        cfg = rounds.secagg_config(self.spec, self.mechanism, pending.params)
+        pending.session = secagg.ServerSession(cfg)
+        everyone = dict.fromkeys(pending.nodes.values(), b"")
+        self._receive(pending, self._exchange(pending, Stage.ADVERTISE_KEYS, everyone))
+        bcasts = self._server(pending, pending.session.broadcast_keys)
+        keys = {sid: m.to_bytes() for sid, m in bcasts.items()}
+        self._receive(pending, self._exchange(pending, Stage.SHARE_KEYS, keys))
+        routed = self._server(pending, pending.session.route_shares)
+        return {sid: m.to_bytes() for sid, m in routed.items()}
+
+    def _finish_secagg(self, pending: _Pending, answers: Mapping[int, bytes]) -> Sums:
+        session, spec, mech = pending.session, self.spec, self.mechanism
+        assert session is not None and spec is not None and mech is not None
+        self._receive(pending, answers)
+        lists = self._server(pending, session.request_consistency)
+        self._receive(
+            pending, self._exchange(pending, Stage.CONSISTENCY, {s: m.to_bytes() for s, m in lists.items()})
+        )
+        request = self._server(pending, lambda: session.request_unmask().to_bytes())
+        self._receive(
+            pending, self._exchange(pending, Stage.UNMASK, dict.fromkeys(session.survivors, request))
+        )
+        ring_sum = self._server(pending, session.finish)
+        pending.log.verified = not session.unverified
+        survivors = tuple(session.survivors)
+        ctx = pending.ctx
+        if rounds.is_ring(mech):
+            body, slots = mech.decode_ring(ring_sum, ctx), {}
+        else:
+            enc = rounds.encoding(spec, mech, ctx)
+            rounds.check_sum(ring_sum, enc, len(survivors))
+            body, slots = rounds.layout(spec, mech).unpack(enc.decode_sum(ring_sum))
+        return self._sums(body, slots, survivors, pending)
+
+    def _plain_sum(self, pending: _Pending, answers: Mapping[int, bytes]) -> Sums:
+        """secagg off (dp.mode none or central): each node's packed vector in the clear; the server enforces
+        the mechanism's sensitivity itself (unit weight and a re-clip under DP) before summing."""
+        assert self.spec is not None and self.mechanism is not None
+        lay, mech = rounds.layout(self.spec, self.mechanism), self.mechanism
+        total = np.zeros(lay.size)
+        survivors = []
+        for sid, payload in sorted(answers.items()):
+            vec = np.frombuffer(payload, dtype="<f8") if len(payload) == 8 * lay.size else None
+            if vec is None or not np.all(np.isfinite(vec)):
+                log.warning(
+                    "privagg round %d: rejected a malformed update of client %d", pending.params.round, sid
+                )
+                continue
+            body, slots = lay.unpack(vec.astype(np.float64))
+            c = Contribution(sid, body, slots.get("weight", 1.0), None, slots.get("indicator"))
+            if not mech.weighted:
+                c = mech.enforce(c)
+                slots = {**slots, "weight": 1.0}
+            total += lay.pack(c.delta, slots)
+            survivors.append(sid)
+        body, slots = lay.unpack(total)
+        return self._sums(body, slots, tuple(survivors), pending)
+
+    def _sums(
+        self, body: np.ndarray, slots: Mapping[str, float], survivors: tuple[int, ...], pending: _Pending
+    ) -> Sums:
+        assert self.spec is not None and self.mechanism is not None
+        return Sums(
+            body,
+            slots.get("weight", 0.0),
+            slots.get("loss", 0.0) * self.spec.metric_scale,
+            slots.get("indicator", 0.0),
+            survivors,
+            pending.params.n,
+            clipped_coords=round(slots.get("beyond", 0.0) * self.mechanism.dim),
+        )
+
+    def _reply_metrics(self, mech: Mechanism, sums: Sums) -> MetricRecord:
+        """The one reply the inner strategy aggregates: its weight is the (scaled) sum of example counts."""
+        out: dict[str, float] = {"num-examples": max(float(sums.weight), 1e-12)}
+        loss = mech.train_loss(sums)
+        if np.isfinite(loss):
+            out["train_loss"] = float(loss)
+        return MetricRecord(out)
+
+    def _abort(self, pending: _Pending, exc: BaseException) -> list[Message]:
+        """The round ends without a sum: nothing individual was revealed, nothing is charged."""
+        pending.log.aborted = f"{type(exc).__name__}: {exc}"
+        log.warning("privagg round %d aborted: %s", pending.params.round, exc)
+        self.history.append(pending.log)
+        self._pending = None
+        return []
+
+    def _metrics(self, record: RoundLog) -> MetricRecord:
+        out: dict[str, int | float] = {
+            "privagg.started": record.started,
+            "privagg.survivors": record.survivors,
+            "privagg.aborted": int(record.aborted is not None),
+            "privagg.bytes_down": record.bytes_down,
+            "privagg.bytes_up": record.bytes_up,
+            "privagg.server_cpu_s": record.server_cpu_s,
+        }
+        if record.epsilon is not None:
+            out["privagg.epsilon"] = record.epsilon
+        return MetricRecord(out)

@@ -1,0 +1,237 @@
+"""PrivAggStrategy + privagg_mod on Flower's Message API, in process (LocalGrid: Flower's protobuf encoding
+for every message and for each node's context.state between messages, as a fresh process per message)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.serverapp.strategy import FedAvg  # noqa: E402
+
+from fl_core.errors import ConfigError  # noqa: E402
+from fl_core.flower import PrivAggStrategy, privagg_config, privagg_mod  # noqa: E402
+from fl_core.flower.local import LocalGrid  # noqa: E402
+from fl_core.flower.protocol import RECORD, STATE_RECORD, Stage  # noqa: E402
+from fl_core.flower.strategy import content_bytes  # noqa: E402
+
+N = 6
+SHAPES = ((3, 4), (5,))
+
+
+def step(pid: int) -> float:
+    return 0.01 * (pid + 1)
+
+
+def make_app(seen: list | None = None) -> ClientApp:
+    """Each node adds step(pid) to every weight; reports 10 * (pid + 1) examples and a loss of pid."""
+    app = ClientApp()
+
+    @app.train(mods=[privagg_mod])
+    def train(msg: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        arrays = msg.content["arrays"]
+        if seen is not None:
+            seen.append((pid, sorted(msg.content.keys())))
+        out = ArrayRecord(array_dict={k: Array(a.numpy() + step(pid)) for k, a in arrays.items()})
+        metrics = MetricRecord({"num-examples": 10 * (pid + 1), "train_loss": float(pid)})
+        return Message(RecordDict({"arrays": out, "metrics": metrics}), reply_to=msg)
+
+    return app
+
+
+def init() -> ArrayRecord:
+    return ArrayRecord([np.zeros(s, np.float32) for s in SHAPES])
+
+
+def run(run_config: dict, *, rounds: int = 1, stop_at: dict | None = None, nodes: int = N):
+    grid = LocalGrid(make_app(), nodes, run_config, stop_at=stop_at)
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), run_config)
+    result = strategy.start(grid=grid, initial_arrays=init(), num_rounds=rounds)
+    return strategy, result, grid
+
+
+def weighted_step(pids) -> float:
+    w = [10 * (p + 1) for p in pids]
+    return sum(wi * step(p) for wi, p in zip(w, pids, strict=True)) / sum(w)
+
+
+@pytest.fixture(autouse=True)
+def quiet() -> None:
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+
+
+def test_secure_sum_equals_the_weighted_fedavg_of_the_plain_updates() -> None:
+    strategy, result, grid = run({"secagg.enabled": True}, rounds=2)
+    want = 2 * weighted_step(range(N))
+    for a in result.arrays.values():
+        np.testing.assert_allclose(a.numpy(), want, atol=1e-6)
+    assert [r.survivors for r in strategy.history] == [N, N]
+    assert all(r.verified for r in strategy.history)
+    assert not grid.errors
+    # the example-weighted mean loss travelled inside the sum
+    assert result.train_metrics_clientapp[1]["train_loss"] == pytest.approx(
+        sum(10 * (p + 1) * p for p in range(N)) / sum(10 * (p + 1) for p in range(N)), abs=1e-4
+    )
+
+
+def test_the_server_never_receives_an_array_or_a_plain_metric() -> None:
+    """Every reply the strategy gets carries only privagg's record: a secagg message (masked), no arrays."""
+    grid = LocalGrid(make_app(), N, {"secagg.enabled": True})
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), {"secagg.enabled": True})
+    replies: list[Message] = []
+    send = grid.send_and_receive
+
+    def spy(messages, *, timeout=None):
+        out = list(send(messages, timeout=timeout))
+        replies.extend(out)
+        return out
+
+    grid.send_and_receive = spy  # type: ignore[method-assign]
+    strategy.start(grid=grid, initial_arrays=init(), num_rounds=1)
+    assert len(replies) == 5 * N
+    for r in replies:
+        assert not r.content.array_records and not r.content.metric_records
+        assert list(r.content.config_records) == [RECORD]
+
+
+@pytest.mark.parametrize("stage", [s.value for s in Stage])
+def test_a_node_that_stops_answering_at_any_stage(stage: str) -> None:
+    """One of 6 nodes vanishes at each stage: the round finishes with the others (their exact sum) or, when
+    it vanished after its masked input arrived, with it; the next round runs without it."""
+    strategy, result, grid = run({"secagg.enabled": True}, rounds=2, stop_at={3: (1, stage)})
+    first, second = strategy.history
+    assert first.aborted is None and second.aborted is None
+    in_sum = N if stage in ("consistency", "unmask") else N - 1
+    assert first.survivors == in_sum
+    assert second.started == N - 1 and second.survivors == N - 1
+    others = [p for p in range(N) if p != 2]
+    want = (weighted_step(range(N)) if in_sum == N else weighted_step(others)) + weighted_step(others)
+    for a in result.arrays.values():
+        np.testing.assert_allclose(a.numpy(), want, atol=1e-6)
+
+
+def test_too_many_dropouts_abort_the_round_reveal_nothing_and_charge_nothing() -> None:
+    rc = {"secagg.enabled": True, "dp.mode": "distributed", "dp.noise_multiplier": 1.0}
+    stops = {n: (1, "train") for n in (1, 2, 3, 4)}
+    strategy, result, _ = run(rc, rounds=1, stop_at=stops)
+    (rec,) = strategy.history
+    assert rec.aborted is not None and rec.survivors == 0
+    assert strategy.epsilons() == {"observer_of_model": 0.0, "server_knowing_cohort": 0.0}
+    for a in result.arrays.values():  # the model did not move
+        assert not a.numpy().any()
+
+
+def test_distributed_dp_charges_both_adversaries_like_privaggs_own_mechanism() -> None:
+    from dp.accountant import PrivacyAccountant
+    from dp.events import fixed_cohort_round, gaussian
+
+    rc = {"secagg.enabled": True, "dp.mode": "distributed", "dp.noise_multiplier": 2.0, "dp.clip_norm": 0.05}
+    strategy, result, _ = run(rc, rounds=2)
+    server = PrivacyAccountant(delta=1e-5)
+    server.commit(gaussian(1.0), count=2)  # z/2 against the server that knows the cohort, every round
+    observer = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    observer.commit(fixed_cohort_round(2.0, N, N), count=2)
+    eps = strategy.epsilons()
+    assert eps["server_knowing_cohort"] == pytest.approx(server.epsilon(), rel=1e-9)
+    assert eps["observer_of_model"] == pytest.approx(observer.epsilon(), rel=1e-9)
+    assert strategy.history[-1].epsilon == eps["server_knowing_cohort"]  # the headline: the server
+    # the update moved by the noised mean of clipped unit updates: noise sd z C / m per coordinate
+    moved = np.concatenate([a.numpy().ravel() for a in result.arrays.values()])
+    assert 0.0 < np.std(moved) < 10 * 2.0 * 0.05 / N
+
+
+def test_max_epsilon_stops_before_the_round_that_would_exceed_it() -> None:
+    rc = {
+        "secagg.enabled": True, "dp.mode": "distributed", "dp.noise_multiplier": 2.0,
+        "dp.max_epsilon": 8.0, "dp.delta": 1e-5,
+    }  # fmt: skip
+    strategy, _, _ = run(rc, rounds=6)
+    eps = [r.epsilon for r in strategy.history if r.aborted is None]
+    assert strategy.stopped is not None and "max_epsilon" in strategy.stopped
+    assert 0 < len(eps) < 6 and max(eps) <= 8.0
+
+
+def test_a_node_refuses_a_plain_train_message_when_its_config_asks_for_privagg() -> None:
+    app = make_app()
+    ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(),
+                  run_config={"secagg.enabled": True})  # fmt: skip
+    msg = Message(RecordDict({"arrays": init(), "config": ConfigRecord({"server-round": 1})}), 1, "train")
+    msg.metadata.__dict__["_message_id"] = "m1"
+    reply = app(msg, ctx)
+    assert reply.has_error() and "refusing to send an unprotected update" in reply.error.reason
+
+
+def test_a_model_other_than_the_one_the_keys_were_bound_to_is_refused() -> None:
+    """A server that sends one node a different model after the key stages gets an error, not an update."""
+    grid = LocalGrid(make_app(), N, {"secagg.enabled": True})
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), {"secagg.enabled": True})
+    configure = strategy.configure_train
+
+    def tamper(server_round, arrays, config, grid_):
+        msgs = list(configure(server_round, arrays, config, grid_))
+        other = ArrayRecord([np.full(s, 0.5, np.float32) for s in SHAPES])
+        msgs[0].content["arrays"] = other
+        return msgs
+
+    strategy.configure_train = tamper  # type: ignore[method-assign]
+    strategy.start(grid=grid, initial_arrays=init(), num_rounds=1)
+    assert strategy.history[0].survivors == N - 1
+
+
+def test_secagg_state_lives_in_context_state_not_in_the_process() -> None:
+    """Between the key stages and training the node's secagg session is a bytes record in context.state."""
+    grid = LocalGrid(make_app(), 3, {"secagg.enabled": True})
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), {"secagg.enabled": True})
+    msgs = strategy.configure_train(1, init(), ConfigRecord(), grid)
+    assert len(list(msgs)) == 3
+    for nid in grid.node_ids:
+        rec = grid._state[nid].config_records[STATE_RECORD]
+        assert isinstance(rec["state"], bytes) and len(rec["state"]) > 64
+
+
+def test_bytes_privagg_counts_are_the_bytes_flower_counts() -> None:
+    """privagg's per-round bytes are Flower's own count (`count_bytes`) of exactly the records it sent and
+    received; the wire (protobuf) adds only framing on top."""
+    grid = LocalGrid(make_app(), N, {"secagg.enabled": True})
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), {"secagg.enabled": True})
+    down = up = 0
+    send = grid.send_and_receive
+
+    def spy(messages, *, timeout=None):
+        nonlocal down, up
+        messages = list(messages)
+        down += sum(content_bytes(m.content) for m in messages)
+        out = list(send(messages, timeout=timeout))
+        up += sum(content_bytes(r.content) for r in out if r.has_content())
+        return out
+
+    grid.send_and_receive = spy  # type: ignore[method-assign]
+    strategy.start(grid=grid, initial_arrays=init(), num_rounds=1)
+    rec = strategy.history[0]
+    assert (rec.bytes_down, rec.bytes_up) == (down, up)
+    assert sum(grid.bytes_down.values()) >= down and sum(grid.bytes_up.values()) >= up
+
+
+def test_central_dp_without_secagg_reclips_on_the_server() -> None:
+    """secagg off, dp central: the plain uploads are clipped by the server itself (unit weight, norm C)."""
+    rc = {"dp.mode": "central", "dp.noise_multiplier": 1e-6, "dp.clip_norm": 0.01}
+    _, result, _ = run(rc, rounds=1)
+    moved = np.concatenate([a.numpy().ravel() for a in result.arrays.values()])
+    assert np.linalg.norm(moved) <= 0.01 + 1e-4  # every update (norm >= 0.035) was clipped to 0.01
+
+
+def test_bad_configs_are_refused_with_a_reason() -> None:
+    with pytest.raises(ConfigError, match="secagg.enabled"):
+        PrivAggStrategy(FedAvg(), {"dp.mode": "distributed"})
+    with pytest.raises(ConfigError, match=r"tool.flwr.app.config.*dp"):
+        privagg_config({"dp.mode": "sometimes"})
+    with pytest.raises(ConfigError, match="Strategy"):
+        PrivAggStrategy(object(), {})  # type: ignore[arg-type]
+    assert privagg_config({"num-server-rounds": 7, "lr": 0.1, "dp.clip_norm": 2.0}).dp.clip_norm == 2.0
+    assert privagg_config({"num-server-rounds": 7}).run.rounds == 7
