@@ -52,15 +52,21 @@ def advertise_payload(config: SecAggConfig, cid: int, c_pk: bytes, s_pk: bytes) 
     return _framed(config, _ADVERTISE) + struct.pack("<I", cid) + c_pk + s_pk
 
 
-def consistency_payload(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:
-    """What a client signs in the consistency round: the survivor list of this round and model."""
-    return _framed(config, _CONSISTENCY) + struct.pack(f"<I{len(survivors)}I", len(survivors), *survivors)
+def consistency_payload(config: SecAggConfig, survivors: tuple[int, ...], seed: bytes) -> bytes:
+    """What a client signs in the consistency round: the survivor list of this round and model, and the
+    graph seed it used (so a majority-signed list also certifies one graph for the whole round)."""
+    return (
+        _framed(config, _CONSISTENCY) + seed + struct.pack(f"<I{len(survivors)}I", len(survivors), *survivors)
+    )
 
 
-def mask_set_payload(config: SecAggConfig, cid: int, neighbours: tuple[int, ...]) -> bytes:
-    """What a client signs with its masked input: the neighbours it masked with (issue 13 finding 1)."""
-    return _framed(config, _MASK_SET) + struct.pack(
-        f"<II{len(neighbours)}I", cid, len(neighbours), *neighbours
+def mask_set_payload(config: SecAggConfig, cid: int, neighbours: tuple[int, ...], seed: bytes) -> bytes:
+    """What a client signs with its masked input: the neighbours it masked with (issue 13 finding 1),
+    under the graph seed whose neighbourhood they come from."""
+    return (
+        _framed(config, _MASK_SET)
+        + seed
+        + struct.pack(f"<II{len(neighbours)}I", cid, len(neighbours), *neighbours)
     )
 
 

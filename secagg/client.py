@@ -6,6 +6,7 @@ Sans-IO: each method consumes the server's message for the stage and returns the
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import secrets
 import struct
@@ -25,7 +26,7 @@ from secagg.errors import (
     ThresholdError,
     UnsafeRequestError,
 )
-from secagg.graph import NeighbourGraph, cohort_seed
+from secagg.graph import NeighbourGraph, cohort_seed, contribution_leaf, root_from_path, round_seed
 from secagg.hazmat import aead, drbg, kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
@@ -52,6 +53,13 @@ def _digest(ids: tuple[int, ...]) -> bytes:
 
 
 T = TypeVar("T")
+
+
+def _path_length(n: int) -> int:
+    """Hashes in a Merkle path over n leaves (the tree of `graph.contribution_tree`)."""
+    return (n - 1).bit_length()
+
+
 _PAIR = struct.Struct("<II")
 
 
@@ -104,6 +112,7 @@ class ClientSession:
         self._nbr_sets: dict[int, frozenset[int]] = {}  # graph neighbourhood of each neighbour
         self._graph_neighbours: tuple[int, ...] = ()  # our whole graph neighbourhood, sorted
         self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
+        self._seed = b""  # the round's graph seed (cohort seed + advertised keys' Merkle root), stage 2
 
     # --- state export (a fresh process per message, e.g. a Flower SuperNode) ---------------------
     def export_state(self, *, state_key: bytes | None = None) -> bytes:
@@ -207,9 +216,19 @@ class ClientSession:
         self._check(msg, KeysBroadcast, Stage.SHARE_KEYS)
         cfg, me = self.config, self.client_id
         cohort = cfg.cohort
-        graph = NeighbourGraph(
-            cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
-        )
+        # The graph seed mixes in the Merkle root of every advertised key; our own leaf must be in it at our
+        # cohort position, so the root (hence the graph) depends on our fresh keys: nothing the server
+        # could have ground before stage 1 (issue 13 finding 3; the path is O(log n) download).
+        if len(msg.root) != 32:
+            raise InvalidMessageError(f"client {me}: key broadcast without the contribution root")
+        index = bisect.bisect_left(cfg.client_ids, me)
+        leaf = contribution_leaf(me, self._c.public_bytes, self._s.public_bytes)
+        if len(msg.path) != _path_length(cfg.n) or root_from_path(leaf, index, msg.path) != msg.root:
+            raise InvalidMessageError(
+                f"client {me}: the contribution root does not contain this client's advertised keys"
+            )
+        self._seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), msg.root)
+        graph = NeighbourGraph(cfg.client_ids, cfg.neighbours, self._seed)
         mine = graph.neighbours(me)
         wanted = {me, *mine}
         seen_keys: set[bytes] = set()
@@ -312,7 +331,7 @@ class ClientSession:
         self._mask_set = tuple(sorted(self._held))
         sig = b""
         if self._identity is not None:
-            sig = sign.sign(self._identity, _common.mask_set_payload(cfg, me, self._mask_set))
+            sig = sign.sign(self._identity, _common.mask_set_payload(cfg, me, self._mask_set, self._seed))
         return MaskedInput(cfg.round_id, me, y, self._mask_set, sig, model_hash=cfg.model_hash)
 
     # --- stage 4 --------------------------------------------------------------------------------
@@ -327,7 +346,9 @@ class ClientSession:
         self._survivors = _digest(msg.survivors)
         sig = b""
         if self._identity is not None:
-            sig = sign.sign(self._identity, _common.consistency_payload(self.config, msg.survivors))
+            sig = sign.sign(
+                self._identity, _common.consistency_payload(self.config, msg.survivors, self._seed)
+            )
         return ConsistencySignature(
             self.config.round_id, self.client_id, sig, model_hash=self.config.model_hash
         )
@@ -368,7 +389,7 @@ class ClientSession:
                 if m is None:
                     raise UnsafeRequestError(f"the mask-neighbour set of survivor {u} was not shown")
                 if self._peer_ids is not None:
-                    payload = _common.mask_set_payload(cfg, u, m.neighbours)
+                    payload = _common.mask_set_payload(cfg, u, m.neighbours, self._seed)
                     sign.verify(self._identity_of(u), m.signature, payload, u)
                 if not self._nbr_sets[u].issuperset(m.neighbours):
                     raise UnsafeRequestError(
@@ -402,7 +423,7 @@ class ClientSession:
         self._check_survivors(msg.survivors)
         if self._peer_ids is not None:
             signers: set[int] = set()
-            payload = _common.consistency_payload(cfg, msg.survivors)
+            payload = _common.consistency_payload(cfg, msg.survivors, self._seed)
             for i, s in msg.signatures:
                 if i not in survivors:
                     raise UnsafeRequestError(f"consistency signature from {i}, who is not a survivor")

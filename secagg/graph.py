@@ -18,7 +18,16 @@ import numpy as np
 from secagg.errors import SecAggConfigError
 from secagg.hazmat.prg import PrgBuffer
 
-__all__ = ["cohort_seed", "graph_seed", "NeighbourGraph"]
+__all__ = [
+    "cohort_seed",
+    "graph_seed",
+    "round_seed",
+    "contribution_leaf",
+    "contribution_tree",
+    "contribution_path",
+    "root_from_path",
+    "NeighbourGraph",
+]
 
 
 def cohort_seed(round_id: bytes, model_hash: bytes, client_ids: Iterable[int]) -> bytes:
@@ -29,6 +38,58 @@ def cohort_seed(round_id: bytes, model_hash: bytes, client_ids: Iterable[int]) -
     for cid in sorted(client_ids):
         h.update(struct.pack("<I", cid))
     return h.digest()
+
+
+_LEAF, _ABSENT, _NODE, _PAD = b"\x01", b"\x00", b"\x02", b"\x03"
+
+
+def contribution_leaf(cid: int, c_pk: bytes, s_pk: bytes) -> bytes:
+    """Merkle leaf of an advertised client: its fresh public keys are its contribution to the graph seed."""
+    return hashlib.sha256(_LEAF + struct.pack("<I", cid) + c_pk + s_pk).digest()
+
+
+def _absent_leaf(cid: int) -> bytes:
+    return hashlib.sha256(_ABSENT + struct.pack("<I", cid)).digest()
+
+
+def contribution_tree(client_ids: tuple[int, ...], keys: dict[int, tuple[bytes, bytes]]) -> list[list[bytes]]:
+    """Levels (leaves first) of the Merkle tree over the cohort in id order: a leaf per member, its keys'
+    hash if it advertised (`keys`), an absent marker if not; padded to a power of two."""
+    level = [contribution_leaf(i, *keys[i]) if i in keys else _absent_leaf(i) for i in client_ids]
+    levels = [level]
+    pad = hashlib.sha256(_PAD).digest()
+    while len(level) > 1:
+        if len(level) % 2:
+            level = [*level, pad]
+            levels[-1] = level
+        level = [hashlib.sha256(_NODE + level[j] + level[j + 1]).digest() for j in range(0, len(level), 2)]
+        levels.append(level)
+    return levels
+
+
+def contribution_path(levels: list[list[bytes]], index: int) -> tuple[bytes, ...]:
+    """Sibling hashes from leaf `index` up to the root (length ceil(log2 n))."""
+    out = []
+    for level in levels[:-1]:
+        out.append(level[index ^ 1])
+        index //= 2
+    return tuple(out)
+
+
+def root_from_path(leaf: bytes, index: int, path: tuple[bytes, ...]) -> bytes:
+    """The root that `path` proves for `leaf` at `index`."""
+    h = leaf
+    for sib in path:
+        h = hashlib.sha256(_NODE + (sib + h if index & 1 else h + sib)).digest()
+        index //= 2
+    return h
+
+
+def round_seed(base: bytes, root: bytes) -> bytes:
+    """The graph seed of a round: the cohort seed (round id, model hash, cohort: fixed before any key)
+    mixed with the Merkle root of the advertised keys (fresh from every honest client's CSPRNG, so
+    unknown to the server until stage 1 ends: no seed can be ground offline; issue 13 finding 3)."""
+    return hashlib.sha256(b"privagg-secagg/v3/graph-seed" + base + root).digest()
 
 
 def graph_seed(round_id: bytes, entries: Iterable[tuple[int, bytes, bytes]]) -> bytes:

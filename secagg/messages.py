@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 MAGIC = b"PASA"
-VERSION = 2
+VERSION = 3
 _HEADER = struct.Struct("<4sBB")
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -52,6 +52,8 @@ KEY_BYTES = 32
 SHARE_PLAINTEXT_BYTES = 8 + 2 * SHARE_BYTES  # sender, recipient, self-mask share, key share
 SEALED_SHARE_BYTES = NONCE_BYTES + SHARE_PLAINTEXT_BYTES + TAG_BYTES
 MAX_COUNT = 2**24
+ROOT_BYTES = 32
+MAX_PATH = 32  # a cohort of up to 2^32 ids
 # Fixed-size records of the repeated fields, parsed in one pass (decoding is on every party's hot path).
 _KEY_ENTRY = struct.Struct(f"<I{KEY_BYTES}s{KEY_BYTES}sB")  # id, c_pk, s_pk, signature length
 _CT_RECORD = struct.Struct(f"<I{SEALED_SHARE_BYTES}s")
@@ -225,16 +227,24 @@ class KeyEntry:
 
 @dataclass(frozen=True)
 class KeysBroadcast(_Base):
-    """Server -> every client that advertised: all advertised keys, in id order."""
+    """Server -> one client that advertised: its own and its graph neighbours' keys, in id order, with the
+    Merkle root of every advertised key (the graph seed's fresh part) and the path proving its own leaf.
+
+    The root (wire version 3) makes the graph depend on keys the server learns only in stage 1, so it
+    cannot be ground offline (issue 13 finding 3)."""
 
     TYPE: ClassVar[int] = 2
     STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
     entries: tuple[KeyEntry, ...]
+    root: bytes = field(default=b"", kw_only=True)
+    path: tuple[bytes, ...] = field(default=(), kw_only=True)
 
     def to_bytes(self) -> bytes:
         parts = [self._header(), _U32.pack(len(self.entries))]
         for e in self.entries:
             parts.append(e.wire)
+        parts.append(bytes([len(self.root)]) + self.root + bytes([len(self.path)]))
+        parts.extend(self.path)
         return b"".join(parts)
 
     @classmethod
@@ -248,7 +258,15 @@ class KeysBroadcast(_Base):
                 raise InvalidMessageError(f"signature length must be 0 or {SIGNATURE_BYTES}, got {siglen}")
             entries.append(KeyEntry(cid, c_pk, s_pk, r.take(siglen) if siglen else b""))
         _check_increasing([e.client_id for e in entries], "advertised client ids")
-        return cls(round_id, tuple(entries), model_hash=model_hash)
+        nroot = r.u8()
+        if nroot not in (0, ROOT_BYTES):
+            raise InvalidMessageError(f"contribution root must be 0 or {ROOT_BYTES} bytes, got {nroot}")
+        root = r.take(nroot)
+        npath = r.u8()
+        if npath > MAX_PATH:
+            raise InvalidMessageError(f"Merkle path of {npath} hashes, at most {MAX_PATH}")
+        path = tuple(r.take(ROOT_BYTES) for _ in range(npath))
+        return cls(round_id, tuple(entries), model_hash=model_hash, root=root, path=path)
 
 
 def _write_cts(items: tuple[tuple[int, bytes], ...]) -> bytes:
@@ -603,6 +621,11 @@ def validate(msg: object) -> None:
             ):
                 raise _bad(msg, f"entries must be well-typed KeyEntry records, got {e!r}"[:200])
         _check_increasing([e.client_id for e in msg.entries], "advertised client ids")
+        _raw(msg, msg.root, "root", (0, ROOT_BYTES))
+        if type(msg.path) is not tuple or len(msg.path) > MAX_PATH:
+            raise _bad(msg, f"path must be a tuple of at most {MAX_PATH} hashes")
+        for h in msg.path:
+            _raw(msg, h, "path hash", (ROOT_BYTES,))
     elif isinstance(msg, (ShareKeys, SharesDelivery)):
         _u32(msg, msg.sender if isinstance(msg, ShareKeys) else msg.recipient, "sender or recipient")
 

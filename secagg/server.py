@@ -22,7 +22,7 @@ from secagg.errors import (
     StageError,
     ThresholdError,
 )
-from secagg.graph import NeighbourGraph, cohort_seed
+from secagg.graph import NeighbourGraph, cohort_seed, contribution_path, contribution_tree, round_seed
 from secagg.hazmat import kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
@@ -88,6 +88,7 @@ class ServerSession:
         self._shares: dict[int, UnmaskShares] = {}
         self._unverified: tuple[int, ...] = ()
         self._sum = np.zeros(config.vector_length, dtype=np.uint32)
+        self._seed = b""
 
     def _identity_of(self, cid: int) -> Ed25519PublicKey:
         """The identity key of a cohort member, or InvalidMessageError when none was configured."""
@@ -100,6 +101,12 @@ class ServerSession:
     def stage(self) -> Stage:
         """The stage whose client messages the server is collecting."""
         return self._stage
+
+    @property
+    def graph_seed(self) -> bytes:
+        """The round's graph seed, fixed when stage 1 closes (`broadcast_keys`): the cohort seed mixed with
+        the Merkle root of the advertised keys (`graph.round_seed`); empty before."""
+        return self._seed
 
     @property
     def survivors(self) -> tuple[int, ...]:
@@ -182,7 +189,7 @@ class ServerSession:
                 f"client {m.sender} claims to have masked with neighbours other than those routed to it"
             )
         if self._peer_ids is not None:
-            payload = _common.mask_set_payload(self.config, m.sender, m.mask_neighbours)
+            payload = _common.mask_set_payload(self.config, m.sender, m.mask_neighbours, self._seed)
             sign.verify(self._identity_of(m.sender), m.signature, payload, m.sender)
         np.add(self._sum, m.masked, out=self._sum)
         self._u3.add(m.sender)
@@ -194,7 +201,7 @@ class ServerSession:
         if m.sender in self._sigs:
             raise InvalidMessageError(f"duplicate (replayed) consistency reply from client {m.sender}")
         if self._peer_ids is not None:
-            payload = _common.consistency_payload(self.config, self._survivors)
+            payload = _common.consistency_payload(self.config, self._survivors, self._seed)
             sign.verify(self._identity_of(m.sender), m.signature, payload, m.sender)
         self._sigs[m.sender] = m.signature
 
@@ -234,8 +241,12 @@ class ServerSession:
         if len(self._keys) < need:
             raise self._abort(ThresholdError(f"{len(self._keys)} clients advertised keys, need {need}"))
         entries = {i: KeyEntry(i, m.c_pk, m.s_pk, m.signature) for i, m in self._keys.items()}
-        seed = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
-        full = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed).all_neighbours()
+        # the seed's fresh part: a Merkle root over every advertised key, each client gets its own path
+        levels = contribution_tree(cfg.client_ids, {i: (m.c_pk, m.s_pk) for i, m in self._keys.items()})
+        root = levels[-1][0]
+        self._seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), root)
+        full = NeighbourGraph(cfg.client_ids, cfg.neighbours, self._seed).all_neighbours()
+        index = {c: i for i, c in enumerate(cfg.client_ids)}
         self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
         # a holder's share of u sits at x = its position in u's whole graph neighbourhood (1..k): every
         # owner's points lie in 1..k, so reconstruction needs no inversion per secret (shamir._universe)
@@ -247,6 +258,8 @@ class ServerSession:
                 cfg.round_id,
                 tuple(entries[v] for v in sorted((u, *self._nbrs[u]))),
                 model_hash=cfg.model_hash,
+                root=root,
+                path=contribution_path(levels, index[u]),
             )
             for u in sorted(self._keys)
         }

@@ -7,7 +7,7 @@ Layout (little-endian, every list length-prefixed; never pickle):
     secrets: c private 32 | s private 32 | self-mask seed 16 | DRBG seed 32 |
     peers: u32 count, (id u32, c_pk 32, s_pk 32)* | graph neighbourhood: ids | neighbours: ids |
     neighbour neighbourhoods: u32 count, (id u32, ids)* | held shares: u32 count, (owner u32, b 33, s 33)* |
-    mask set: ids | survivor digest: u8 present, 32 bytes if present |
+    mask set: ids | survivor digest: u8 present, 32 bytes if present | graph seed: u8 length + bytes |
     check: SHA-256 of everything above (32 bytes).
 With `state_key`, the whole is sealed: magic "PASE" | version u8 | nonce 12 | AES-256-GCM(state, tag).
 
@@ -41,7 +41,7 @@ __all__ = ["STATE_VERSION", "export_client", "import_client"]
 
 MAGIC = b"PASC"
 SEALED_MAGIC = b"PASE"
-STATE_VERSION = 1
+STATE_VERSION = 2
 _HEAD = struct.Struct("<4sBBBI")
 _PEER = struct.Struct("<I32s32s")
 _HELD = struct.Struct(f"<I{shamir.SHARE_BYTES}s{shamir.SHARE_BYTES}s")
@@ -79,7 +79,8 @@ def export_client(s: ClientSession, state_key: bytes | None) -> bytes:
                 _ABORTED_KEY,
                 bytes(48),
                 bytes(4 * 6),  # six empty lists
-                b"\x00",
+                b"\x00",  # no survivor digest
+                b"\x00",  # no graph seed
             )
         )
         return _finish(body, state_key)
@@ -103,6 +104,7 @@ def export_client(s: ClientSession, state_key: bytes | None) -> bytes:
         ),
         _ids(s._mask_set),
         b"\x00" if s._survivors is None else b"\x01" + s._survivors,
+        bytes([len(s._seed)]) + s._seed,
     ]
     return _finish(b"".join(parts), state_key)
 
@@ -205,6 +207,7 @@ def _parse(
     s._mask_set = r.ids()
     if r.u8():
         s._survivors = r.take(32)
+    s._seed = r.take(r.u8())
     r.end()
     _check_stage(s)
     return s
@@ -216,10 +219,17 @@ def _check_stage(s: ClientSession) -> None:
     nxt, me = s._next, s.client_id
     lists = (s._peers, s._graph_neighbours, s._neighbours, s._nbr_sets, s._held, s._mask_set)
     if s._aborted:  # exported without secrets or round data (export_client)
-        if any(lists) or s._survivors is not None or any(x.strip(b"\0") for x in (s._b_seed, s._rand)):
+        if (
+            any(lists)
+            or s._seed
+            or s._survivors is not None
+            or any(x.strip(b"\0") for x in (s._b_seed, s._rand))
+        ):
             raise InvalidStateError("an aborted session's state must hold no secrets or round data")
         return
     graph = set(s._graph_neighbours)
+    if len(s._seed) != (32 if nxt >= Stage.MASKED_INPUT else 0):
+        raise InvalidStateError("graph seed present before (or missing after) key sharing")
     if nxt >= Stage.MASKED_INPUT:
         if s._peers.get(me) != (s._c.public_bytes, s._s.public_bytes):
             raise InvalidStateError("own public keys missing from the state or not matching its private keys")

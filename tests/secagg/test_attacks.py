@@ -21,7 +21,7 @@ from secagg import (
     ServerSession,
     _common,
 )
-from secagg.graph import NeighbourGraph, cohort_seed
+from secagg.graph import NeighbourGraph
 from secagg.hazmat import kex, shamir
 from secagg.hazmat.prg import expand
 from secagg.messages import MaskSet, SharesDelivery, SurvivorList, UnmaskRequest
@@ -76,7 +76,9 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     sigs = []
     for cid in survivors:
         try:
-            reply = clients[cid].consistency(wire(_survivor_list(cfg, cid, survivors, masked, tamper)))
+            reply = clients[cid].consistency(
+                wire(_survivor_list(cfg, cid, survivors, masked, tamper, relay.graph_seed))
+            )
         except SecAggError:
             refused.add(cid)
             continue
@@ -94,7 +96,7 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
             refused.add(cid)
     # the x-coordinate of a holder's share is public: its position in the owner's graph neighbourhood
     # (id + 1 before issue 13's reconstruction change); the attacker tries both conventions
-    graph = NeighbourGraph(cfg.client_ids, k, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids))
+    graph = NeighbourGraph(cfg.client_ids, k, relay.graph_seed)
     pos = {u: {v: i + 1 for i, v in enumerate(graph.neighbours(u))} for u in cfg.client_ids}
     conventions = (lambda owner, holder: pos[owner][holder], lambda owner, holder: holder + 1)
     y = None
@@ -123,7 +125,7 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     return xs[target], y, refused
 
 
-def _survivor_list(cfg, recipient, survivors, masked, tamper="none"):
+def _survivor_list(cfg, recipient, survivors, masked, tamper, seed):
     """The survivor list as the attacker sends it: with the genuine signed mask sets of every surviving
     client (extra ones are ignored), or with the target's set left out ("omit"), or replaced by the
     target's whole neighbourhood under its real signature ("forge")."""
@@ -136,9 +138,7 @@ def _survivor_list(cfg, recipient, survivors, masked, tamper="none"):
         if u == target and tamper == "omit":
             continue
         if u == target and tamper == "forge":
-            graph = NeighbourGraph(
-                cfg.client_ids, cfg.neighbours, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
-            )
+            graph = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed)
             m = MaskSet(u, graph.neighbours(target), m.signature)  # the real neighbourhood, old signature
         sets.append(m)
     sets = tuple(sets)
@@ -384,3 +384,69 @@ def test_a_garbage_masked_input_is_caught_on_the_decoded_sum(monkeypatch):
     secure_sum(big, clip_range=1.0, config=cfg, rng=rng)  # no norm bound given: passes
     with pytest.raises(SumOutOfRangeError, match="L2 norm"):
         secure_sum(big, clip_range=1.0, config=cfg, rng=rng, norm_bound=1.0)
+
+
+def _ground_round_id(cfg_for, target, corrupt, tries=200_000):
+    """The offline attack on the old graph seed: try round ids until the target's whole neighbourhood
+    (under the seed derived from round id, model hash and cohort alone) is corrupt."""
+    from secagg.graph import NeighbourGraph, cohort_seed
+
+    for i in range(tries):
+        rid = b"ground-" + i.to_bytes(4, "little")
+        cfg = cfg_for(rid)
+        nb = NeighbourGraph(cfg.client_ids, cfg.neighbours, cohort_seed(rid, cfg.model_hash, cfg.client_ids))
+        if set(nb.neighbours(target)) <= corrupt:
+            return cfg, set(nb.neighbours(target))
+    pytest.fail("grinding found no round id")
+
+
+def test_a_round_id_ground_offline_does_not_choose_a_targets_neighbours():
+    """Finding 3b (round-id grinding): the server chose the round id, and the graph seed was derived from
+    it, the model hash and the cohort alone, so a server could try round ids offline until a target's
+    whole neighbourhood was corrupt (here about 6,500 tries). The seed now also hashes the Merkle root of
+    the keys advertised in stage 1, fresh from every client's CSPRNG and checked by each client (its own
+    leaf): the ground round id decides nothing, and the target shares with other clients."""
+    from secagg import ClientSession, SecAggConfig
+
+    n, target, corrupt = 60, 0, set(range(1, 9))
+
+    def cfg_for(rid):
+        return SecAggConfig(tuple(range(n)), 4, threshold=2, neighbours=4, round_id=rid, model_hash=b"m" * 32)
+
+    cfg, chosen = _ground_round_id(cfg_for, target, corrupt)
+    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    server = ServerSession(cfg)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    b = server.broadcast_keys()
+    out = clients[target].share_keys(wire(b[target]))
+    shared_with = {v for v, _ in out.ciphertexts}
+    assert len(shared_with) == 4
+    assert shared_with != chosen  # equal by chance with probability 1 / C(59, 4) = 2.2e-6
+
+
+def test_a_key_broadcast_whose_root_leaves_out_the_clients_keys_is_refused():
+    """Finding 3b: the root must hold the recipient's own advertised keys at its cohort position, or the
+    server could pick the root (hence the graph) freely before seeing them."""
+    from secagg import ClientSession, InvalidMessageError
+    from secagg.graph import contribution_path, contribution_tree
+
+    from ._helpers import make_config
+
+    cfg = make_config(12, k=4, t=2)
+    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    server = ServerSession(cfg)
+    adv = {c: wire(s.advertise_keys()) for c, s in clients.items()}
+    for m in adv.values():
+        server.receive(m)
+    b = server.broadcast_keys()
+    keys = {i: (m.c_pk, m.s_pk) for i, m in adv.items() if i != 3}  # 3's keys left out of the tree
+    levels = contribution_tree(cfg.client_ids, keys)
+    forged = dataclasses.replace(b[3], root=levels[-1][0], path=contribution_path(levels, 3))
+    with pytest.raises(InvalidMessageError, match="contribution root"):
+        clients[3].share_keys(wire(forged))
+    with pytest.raises(InvalidMessageError, match="contribution root"):  # another client's path
+        clients[4].share_keys(wire(dataclasses.replace(b[4], path=b[5].path)))
+    with pytest.raises(InvalidMessageError, match="contribution root"):
+        clients[5].share_keys(wire(dataclasses.replace(b[5], root=b"", path=())))
+    clients[6].share_keys(wire(b[6]))  # the honest broadcast is accepted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -181,11 +183,13 @@ def test_tampered_keys_and_ciphertexts_are_detected_by_clients():
     b = bs[0]
     # the server swaps client 0's keys: client 0 notices its own keys were altered
     e0 = b.entries[0]
-    swapped = KeysBroadcast(R, (KeyEntry(0, e0.s_pk, e0.c_pk),) + b.entries[1:])
+    swapped = dataclasses.replace(b, entries=(KeyEntry(0, e0.s_pk, e0.c_pk),) + b.entries[1:])
     with pytest.raises(InvalidMessageError, match="own keys"):
         clients[0].share_keys(wire(swapped))
     # the server duplicates a key (reflection): rejected
-    dup = KeysBroadcast(R, (b.entries[0], KeyEntry(1, e0.c_pk, b.entries[1].s_pk)) + b.entries[2:])
+    dup = dataclasses.replace(
+        bs[1], entries=(b.entries[0], KeyEntry(1, e0.c_pk, b.entries[1].s_pk)) + b.entries[2:]
+    )
     with pytest.raises(InvalidMessageError, match="repeated"):
         clients[1].share_keys(wire(dup))
     for cid in range(2, 6):

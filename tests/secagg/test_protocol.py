@@ -323,10 +323,17 @@ def test_an_aborted_round_still_reports_what_it_cost() -> None:
 
 def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> None:
     """Regression (review): a server showing a victim only itself and t colluders used to make those
-    colluders the victim's whole neighbourhood. The graph is now fixed over the cohort before any key
-    exists, so a view without the victim's real neighbours leaves it below threshold, and it refuses."""
+    colluders the victim's whole neighbourhood. The graph is laid over the whole cohort, on a seed the
+    victim checks holds its own keys, so a view without the victim's neighbours under that seed leaves it
+    below threshold, and it refuses."""
     from secagg import ClientSession, SecAggConfig, ThresholdError
-    from secagg.graph import NeighbourGraph, cohort_seed
+    from secagg.graph import (
+        NeighbourGraph,
+        cohort_seed,
+        contribution_path,
+        contribution_tree,
+        round_seed,
+    )
     from secagg.messages import KeyEntry, KeysBroadcast
 
     n = 60
@@ -339,33 +346,39 @@ def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> N
         model_hash=b"m" * 32,
     )
     victim = 0
-    real = set(
-        NeighbourGraph(
-            cfg.client_ids, 8, cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
-        ).neighbours(victim)
-    )
-    colluders = [c for c in range(1, n) if c not in real][: cfg.threshold + 2]
-    view = [victim, *colluders]
-    sessions = {i: ClientSession(cfg, i) for i in view}
-    adv = {i: sessions[i].advertise_keys() for i in view}
-    bcast = KeysBroadcast(
-        cfg.round_id,
-        tuple(KeyEntry(i, adv[i].c_pk, adv[i].s_pk) for i in view),
-        model_hash=cfg.model_hash,
-    )
-    with pytest.raises(ThresholdError):
-        sessions[victim].share_keys(bcast)
-    # with its real neighbours in view, the victim shares only with them, whoever else is shown
-    full_view = sorted({victim, *real, *colluders})
-    s2 = {i: ClientSession(cfg, i) for i in full_view}
-    adv2 = {i: s2[i].advertise_keys() for i in full_view}
-    out = s2[victim].share_keys(
-        KeysBroadcast(
+    sessions = {i: ClientSession(cfg, i) for i in cfg.client_ids}
+    adv = {i: s.advertise_keys() for i, s in sessions.items()}
+
+    def bcast(view):
+        """The attacker's broadcast for the victim: a well-formed root and path over the keys of `view`."""
+        levels = contribution_tree(cfg.client_ids, {i: (adv[i].c_pk, adv[i].s_pk) for i in view})
+        b = KeysBroadcast(
             cfg.round_id,
-            tuple(KeyEntry(i, adv2[i].c_pk, adv2[i].s_pk) for i in full_view),
+            tuple(KeyEntry(i, adv[i].c_pk, adv[i].s_pk) for i in view),
             model_hash=cfg.model_hash,
+            root=levels[-1][0],
+            path=contribution_path(levels, cfg.client_ids.index(victim)),
         )
-    )
+        seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), b.root)
+        return b, set(NeighbourGraph(cfg.client_ids, 8, seed).neighbours(victim))
+
+    # the attacker searches for a view of colluders that are not the victim's neighbours under that view's
+    # graph (the graph depends on the view's keys, so it must try): the victim refuses that view
+    for start in range(1, n):
+        colluders = [1 + (start + j) % (n - 1) for j in range(cfg.threshold + 2)]
+        view = sorted({victim, *colluders})
+        b, real = bcast(view)
+        if not real & set(colluders):
+            break
+    else:
+        pytest.fail("no view of non-neighbours found")
+    with pytest.raises(ThresholdError):
+        sessions[victim].share_keys(b)
+    # shown everyone, a fresh victim shares only with its graph neighbours under the root it was shown
+    fresh = ClientSession(cfg, victim)
+    adv[victim] = fresh.advertise_keys()
+    b2, real = bcast(list(cfg.client_ids))
+    out = fresh.share_keys(b2)
     assert {v for v, _ in out.ciphertexts} == real
 
 
@@ -389,14 +402,16 @@ def test_results_report_cpu_and_wall_time_on_separate_clocks() -> None:
 
 def test_key_broadcast_download_is_o_k_not_o_n() -> None:
     """Issue 13 item 4: each client receives only its own and its neighbours' keys, so the key
-    broadcast's bytes per client do not grow with the cohort at fixed k."""
+    broadcast's bytes per client do not grow with the cohort at fixed k, except for the Merkle path of
+    its own keys in the graph seed's root (32 bytes per doubling of n, finding 3)."""
     sizes = {}
     for n in (24, 96):
         cfg = make_config(n, k=6, t=3, d=8)
         r = aggregate(vectors(cfg, 1), cfg, dropouts={1: "masked_input"})
         sizes[n] = max(r.bytes_down[c]["share_keys"] for c in cfg.client_ids)
-        assert sizes[n] <= 7 * 70 + 64  # 7 entries (self + 6 neighbours) of 69 bytes, plus the header
-    assert sizes[24] == sizes[96]
+        # 7 entries (self + 6 neighbours) of 69 bytes, the header, the root and a path of ceil(log2 n)
+        assert sizes[n] <= 7 * 70 + 64 + 34 + 32 * (n - 1).bit_length()
+    assert sizes[96] - sizes[24] == 32 * ((96 - 1).bit_length() - (24 - 1).bit_length())
 
 
 def test_a_missing_identity_key_is_a_typed_error_not_a_crash() -> None:
