@@ -341,9 +341,13 @@ class ClientSession:
 
     def _consistency(self, msg: SurvivorList) -> ConsistencySignature:
         self._check(msg, SurvivorList, Stage.CONSISTENCY)
-        self._check_survivors(msg.survivors)
+        if self._peer_ids is not None and msg.total:
+            raise UnsafeRequestError(
+                "with identity keys a client signs only the whole survivor list, not a part of it"
+            )
+        self._check_survivors(msg.survivors, msg.total)
         self._check_mask_sets(msg)
-        self._survivors = _digest(msg.survivors)
+        self._survivors = self._confirmed_digest(msg.survivors)
         sig = b""
         if self._identity is not None:
             sig = sign.sign(
@@ -353,18 +357,30 @@ class ClientSession:
             self.config.round_id, self.client_id, sig, model_hash=self.config.model_hash
         )
 
-    def _check_survivors(self, survivors: tuple[int, ...]) -> None:
+    def _confirmed_digest(self, survivors: tuple[int, ...]) -> bytes:
+        """What the client remembers of the list it confirmed, compared with the unmask request's: with
+        identity keys the whole list (it is what was signed), without them the survivors among itself and
+        its graph neighbours, the only ones whose status its unmask answer depends on (O(k) download)."""
+        if self._peer_ids is not None:
+            return _digest(survivors)
+        mine = {self.client_id, *self._graph_neighbours}
+        return _digest(tuple(v for v in survivors if v in mine))
+
+    def _check_survivors(self, survivors: tuple[int, ...], total: int = 0) -> None:
+        """`total` = 0: `survivors` is the whole list; otherwise it is this client's part of a list of
+        `total` survivors (without identity keys; the count is the server's word, as the list was)."""
         me, cfg = self.client_id, self.config
         if me not in survivors:
             raise UnsafeRequestError(f"client {me} delivered its input but is not on the survivor list")
-        unknown = set(survivors) - cfg.cohort
+        unknown = [v for v in survivors if v not in cfg.cohort]
         if unknown:
+            raise UnsafeRequestError(f"survivor list names clients outside the cohort: {unknown[:10]}")
+        count = total or len(survivors)
+        if total and len(survivors) > total:
+            raise UnsafeRequestError(f"a part of {len(survivors)} survivors of a list of {total}")
+        if count < cfg.min_survivors:
             raise UnsafeRequestError(
-                f"survivor list names clients outside the cohort: {sorted(unknown)[:10]}"
-            )
-        if len(survivors) < cfg.min_survivors:
-            raise UnsafeRequestError(
-                f"survivor set of {len(survivors)} is below this client's minimum cohort {cfg.min_survivors}"
+                f"survivor set of {count} is below this client's minimum cohort {cfg.min_survivors}"
             )
 
     def _check_mask_sets(self, msg: SurvivorList) -> None:
@@ -416,11 +432,13 @@ class ClientSession:
         both = survivors & dropped
         if both:
             raise UnsafeRequestError(f"server lists {sorted(both)} both as survivors and as dropped")
-        if _digest(msg.survivors) != self._survivors:
+        if self._peer_ids is not None and msg.total:
+            raise UnsafeRequestError("with identity keys an unmask request must carry the whole signed list")
+        if self._confirmed_digest(msg.survivors) != self._survivors:
             raise UnsafeRequestError(
                 "unmask request's survivor list differs from the one in the consistency round"
             )
-        self._check_survivors(msg.survivors)
+        self._check_survivors(msg.survivors, msg.total)
         if self._peer_ids is not None:
             signers: set[int] = set()
             payload = _common.consistency_payload(cfg, msg.survivors, self._seed)

@@ -143,6 +143,19 @@ class NeighbourGraph:
             )
         )
 
+    def two_hop(self, u: int) -> tuple[int, ...]:
+        """u, its neighbours and theirs, sorted: on the Harary ring the clients within k positions of u
+        (2k + 1 of them), everyone at the complete graph. What u's consistency check needs to know."""
+        if self.complete:
+            return self.ids
+        i = self._pos.get(u)
+        if i is None:
+            raise SecAggConfigError(f"client {u} is not in the graph")
+        m, order = len(self.ids), self._order_list
+        if 2 * self.k + 1 >= m:
+            return self.ids
+        return tuple(sorted(order[(i + o) % m] for o in range(-self.k, self.k + 1)))
+
     def all_neighbours(self) -> dict[int, tuple[int, ...]]:
         """Neighbours of every client (what the server needs), built in one vectorized pass."""
         if self.complete:

@@ -9,6 +9,7 @@ explicit length. `decode` validates every field and length and raises InvalidMes
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 MAGIC = b"PASA"
-VERSION = 3
+VERSION = 4
 _HEADER = struct.Struct("<4sBB")
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -122,10 +123,20 @@ class _Reader:
         return self.take(n)
 
     def ids(self) -> tuple[int, ...]:
-        n = self.count(4)
-        raw = self.take(4 * n)
-        ids = struct.unpack(f"<{n}I", raw)
-        _check_increasing(ids, "id list")
+        """An id list as `_ids` writes it: count, then the first id and the gaps (u16 or u32 each)."""
+        n = self.count(2)
+        if n == 0:
+            return ()
+        width = self.u8()
+        if width not in (2, 4):
+            raise InvalidMessageError(f"id gap width must be 2 or 4 bytes, got {width}")
+        first = self.u32()
+        gaps = struct.unpack(f"<{n - 1}{'H' if width == 2 else 'I'}", self.take(width * (n - 1)))
+        if gaps and min(gaps) == 0:
+            raise InvalidMessageError("id list must be strictly increasing (a zero gap)")
+        ids = tuple(itertools.accumulate(gaps, initial=first))
+        if ids[-1] > 0xFFFFFFFF:
+            raise InvalidMessageError("id list must be strictly increasing within [0, 2^32)")
         return ids
 
     def end(self) -> None:
@@ -144,7 +155,20 @@ def _sig(sig: bytes) -> bytes:
 
 
 def _ids(ids: tuple[int, ...]) -> bytes:
-    return _U32.pack(len(ids)) + struct.pack(f"<{len(ids)}I", *ids)
+    """Count u32, then (if any) the gap width u8 (2 when every gap fits in u16, else 4), the first id u32
+    and the n - 1 gaps: about half the bytes of u32 ids for the neighbour sets and survivor parts that
+    dominate a client's download (issue 13 item 4)."""
+    n = len(ids)
+    if n == 0:
+        return _U32.pack(0)
+    gaps = [(b - a) & 0xFFFFFFFF for a, b in zip(ids, ids[1:])]  # noqa: B905 - offsets by one on purpose
+    wide = bool(gaps) and max(gaps) > 0xFFFF  # a decreasing list (only in tests) wraps and is refused
+    return (
+        _U32.pack(n)
+        + bytes([4 if wide else 2])
+        + _U32.pack(ids[0])
+        + struct.pack(f"<{n - 1}{'I' if wide else 'H'}", *gaps)
+    )
 
 
 _PACKED: dict[int, tuple[tuple[int, ...], bytes]] = {}  # id(tuple) -> (the tuple, its packed bytes)
@@ -380,17 +404,23 @@ class MaskSet:
 @dataclass(frozen=True)
 class SurvivorList(_Base):
     """Server -> one survivor: who delivered a masked input (U3), for the consistency check, with the
-    signed mask-neighbour sets of the recipient's surviving neighbours (whose shares it holds)."""
+    signed mask-neighbour sets of the recipient's surviving neighbours (whose shares it holds).
+
+    `total` = 0: `survivors` is the whole list (what a client signs with identity keys). `total` > 0:
+    `survivors` is the recipient's part of a list of `total` survivors, those within its two-hop graph
+    neighbourhood (O(k) download without identity keys, issue 13 item 4)."""
 
     TYPE: ClassVar[int] = 6
     STAGE: ClassVar[Stage] = Stage.CONSISTENCY
     survivors: tuple[int, ...]
     mask_sets: tuple[MaskSet, ...] = ()
+    total: int = field(default=0, kw_only=True)
 
     def to_bytes(self) -> bytes:
         parts = [self._header(), _round_ids(self.survivors), _U32.pack(len(self.mask_sets))]
         for m in self.mask_sets:
             parts.append(m.wire)
+        parts.append(_U32.pack(self.total))
         return b"".join(parts)
 
     @classmethod
@@ -405,7 +435,7 @@ class SurvivorList(_Base):
                 raise InvalidMessageError(f"mask set of client {cid} lists the client itself")
             sets.append(MaskSet(cid, nbrs, r.signature()))
         _check_increasing([m.client_id for m in sets], "mask-set owner ids")
-        return cls(round_id, survivors, tuple(sets), model_hash=model_hash)
+        return cls(round_id, survivors, tuple(sets), model_hash=model_hash, total=r.u32())
 
 
 @dataclass(frozen=True)
@@ -427,17 +457,21 @@ class ConsistencySignature(_Base):
 
 @dataclass(frozen=True)
 class UnmaskRequest(_Base):
-    """Server -> survivors: the survivor list, the dropped list, and the collected consistency signatures."""
+    """Server -> survivors: the survivor list, the dropped list, and the collected consistency signatures.
+
+    `total` as in SurvivorList: 0 for the whole lists, else the recipient's part (itself and its graph
+    neighbours) of a round of `total` survivors."""
 
     TYPE: ClassVar[int] = 8
     STAGE: ClassVar[Stage] = Stage.UNMASK
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
     signatures: tuple[tuple[int, bytes], ...] = ()
+    total: int = field(default=0, kw_only=True)
 
     def to_bytes(self) -> bytes:
         sigs = _U32.pack(len(self.signatures)) + b"".join(_U32.pack(i) + s for i, s in self.signatures)
-        return self._header() + _ids(self.survivors) + _ids(self.dropped) + sigs
+        return self._header() + _round_ids(self.survivors) + _ids(self.dropped) + sigs + _U32.pack(self.total)
 
     @classmethod
     def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> UnmaskRequest:
@@ -446,7 +480,7 @@ class UnmaskRequest(_Base):
         start = r.skip(n * _SIG_RECORD.size)
         sigs = tuple(_SIG_RECORD.iter_unpack(r.data[start : r.pos]))
         _check_increasing([i for i, _ in sigs], "signature ids")
-        return cls(round_id, survivors, dropped, sigs, model_hash=model_hash)
+        return cls(round_id, survivors, dropped, sigs, model_hash=model_hash, total=r.u32())
 
 
 def _write_shares(items: tuple[tuple[int, int], ...]) -> bytes:
@@ -643,6 +677,7 @@ def validate(msg: object) -> None:
         _raw(msg, msg.signature, "signature", sig)
     elif isinstance(msg, SurvivorList):
         _id_tuple(msg, msg.survivors, "survivors")
+        _u32(msg, msg.total, "total")
         if type(msg.mask_sets) is not tuple:
             raise _bad(msg, f"mask_sets must be a tuple, got {type(msg.mask_sets).__name__}")
         for m in msg.mask_sets:
@@ -656,6 +691,7 @@ def validate(msg: object) -> None:
         _raw(msg, msg.signature, "signature", sig)
     elif isinstance(msg, UnmaskRequest):
         _id_tuple(msg, msg.survivors, "survivors")
+        _u32(msg, msg.total, "total")
         _id_tuple(msg, msg.dropped, "dropped")
 
         def sg(v: object) -> None:

@@ -89,6 +89,7 @@ class ServerSession:
         self._unverified: tuple[int, ...] = ()
         self._sum = np.zeros(config.vector_length, dtype=np.uint32)
         self._seed = b""
+        self._graph: NeighbourGraph | None = None
 
     def _identity_of(self, cid: int) -> Ed25519PublicKey:
         """The identity key of a cohort member, or InvalidMessageError when none was configured."""
@@ -245,7 +246,8 @@ class ServerSession:
         levels = contribution_tree(cfg.client_ids, {i: (m.c_pk, m.s_pk) for i, m in self._keys.items()})
         root = levels[-1][0]
         self._seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), root)
-        full = NeighbourGraph(cfg.client_ids, cfg.neighbours, self._seed).all_neighbours()
+        self._graph = NeighbourGraph(cfg.client_ids, cfg.neighbours, self._seed)
+        full = self._graph.all_neighbours()
         index = {c: i for i, c in enumerate(cfg.client_ids)}
         self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
         # a holder's share of u sits at x = its position in u's whole graph neighbourhood (1..k): every
@@ -309,13 +311,25 @@ class ServerSession:
         self._dropped_set = self._u2 - u3
         self._dropped = tuple(sorted(self._dropped_set))
         self._stage = Stage.CONSISTENCY
-        rid = self.config.round_id
+        rid, mh = self.config.round_id, self.config.model_hash
+        sets = self._mask_sets
+        if self._peer_ids is not None:  # with identity keys every client signs the whole list
+            return {
+                w: SurvivorList(
+                    rid, self._survivors, tuple(sets[u] for u in self._nbrs[w] if u in u3), model_hash=mh
+                )
+                for w in self._survivors
+            }
+        # without them, each survivor gets the part its checks read: survivors within two hops (O(k))
+        graph, total = self._graph, len(u3)
+        assert graph is not None
         return {
             w: SurvivorList(
                 rid,
-                self._survivors,
-                tuple(self._mask_sets[u] for u in self._nbrs[w] if u in u3),
-                model_hash=self.config.model_hash,
+                tuple(v for v in graph.two_hop(w) if v in u3),
+                tuple(sets[u] for u in self._nbrs[w] if u in u3),
+                model_hash=mh,
+                total=total,
             )
             for w in self._survivors
         }
@@ -335,6 +349,26 @@ class ServerSession:
         return UnmaskRequest(
             self.config.round_id, self._survivors, self._dropped, sigs, model_hash=self.config.model_hash
         )
+
+    def request_unmask_each(self) -> dict[int, UnmaskRequest]:
+        """`request_unmask`, one message per confirming survivor: without identity keys each gets only
+        itself and its graph neighbours from the survivor and dropped lists (O(k) download, issue 13
+        item 4); with identity keys every client needs the whole signed list, and all get the same one."""
+        full = self.request_unmask()
+        if self._peer_ids is not None:
+            return dict.fromkeys(sorted(self._u4), full)
+        u3, drop, total, rid = self._u3, self._dropped_set, len(self._u3), self.config.round_id
+        out = {}
+        for w in sorted(self._u4):
+            nb = self._full[w]
+            out[w] = UnmaskRequest(
+                rid,
+                tuple(sorted((w, *(v for v in nb if v in u3)))),
+                tuple(v for v in nb if v in drop),
+                model_hash=self.config.model_hash,
+                total=total,
+            )
+        return out
 
     def finish(self) -> np.ndarray:
         """Close stage 5: rebuild survivors' b_u and dropped clients' keys, remove masks, return the sum."""

@@ -1,7 +1,7 @@
 """Versioned byte encoding of a client session's state, so a round can span processes (Flower SuperNodes
 may start a fresh process per message and keep per-round data in `context.state`).
 
-Layout (little-endian, every list length-prefixed; never pickle):
+Layout (little-endian, every list length-prefixed, id lists as in the wire format's `_ids`; never pickle):
     magic "PASC" | version u8 | flags u8 (bit 0: aborted) | next stage u8 | client id u32 |
     binding: SHA-256(config digest | client id | identity public key or empty | verifies-peers u8) |
     secrets: c private 32 | s private 32 | self-mask seed 16 | DRBG seed 32 |
@@ -32,7 +32,7 @@ from secagg import _common
 from secagg.config import SecAggConfig
 from secagg.errors import InvalidMessageError, InvalidStateError
 from secagg.hazmat import kex, shamir
-from secagg.messages import Stage, _Reader
+from secagg.messages import Stage, _ids, _Reader
 
 if TYPE_CHECKING:
     from secagg.client import ClientSession
@@ -41,7 +41,7 @@ __all__ = ["STATE_VERSION", "export_client", "import_client"]
 
 MAGIC = b"PASC"
 SEALED_MAGIC = b"PASE"
-STATE_VERSION = 2
+STATE_VERSION = 3
 _HEAD = struct.Struct("<4sBBBI")
 _PEER = struct.Struct("<I32s32s")
 _HELD = struct.Struct(f"<I{shamir.SHARE_BYTES}s{shamir.SHARE_BYTES}s")
@@ -56,10 +56,6 @@ def _binding(config: SecAggConfig, client_id: int, identity: Ed25519PrivateKey |
     h.update(identity.public_key().public_bytes_raw() if identity is not None else b"")
     h.update(bytes([peers]))
     return h.digest()
-
-
-def _ids(ids: tuple[int, ...] | list[int]) -> bytes:
-    return _U32.pack(len(ids)) + struct.pack(f"<{len(ids)}I", *ids)
 
 
 def _check_key(state_key: bytes | None) -> None:
@@ -96,7 +92,7 @@ def export_client(s: ClientSession, state_key: bytes | None) -> bytes:
         _ids(s._graph_neighbours),
         _ids(s._neighbours),
         _U32.pack(len(s._nbr_sets)),
-        *(_U32.pack(u) + _ids(sorted(nb)) for u, nb in sorted(s._nbr_sets.items())),
+        *(_U32.pack(u) + _ids(tuple(sorted(nb))) for u, nb in sorted(s._nbr_sets.items())),
         _U32.pack(len(s._held)),
         *(
             _HELD.pack(u, shamir.share_to_bytes(b), shamir.share_to_bytes(k))

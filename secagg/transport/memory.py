@@ -246,11 +246,19 @@ def _aggregate(
             lambda c: on_server(lists[c].to_bytes),
             lambda c, m: send_up(Stage.CONSISTENCY, c, on_client(c, lambda: clients[c].consistency(m))),
         )
-        request = on_server(lambda: server.request_unmask().to_bytes())
+        requests = on_server(server.request_unmask_each)
+        packed: dict[int, bytes] = {}  # id(message) -> bytes: with identity keys all share one message
+
+        def unmask_bytes(c: int) -> bytes:
+            m = requests[c]
+            if id(m) not in packed:
+                packed[id(m)] = m.to_bytes()
+            return packed[id(m)]
+
         # stage 5: unmask
         stage_round(
             Stage.UNMASK,
-            lambda c: request,
+            lambda c: on_server(lambda: unmask_bytes(c)),
             lambda c, m: send_up(Stage.UNMASK, c, on_client(c, lambda: clients[c].unmask(m))),
         )
         total = on_server(server.finish)
@@ -264,10 +272,11 @@ def _aggregate(
             server_wall_s=server_wall,
         )
         raise
+    surv = set(server.survivors)
     return AggregateResult(
         sum=total,
         survivors=server.survivors,
-        dropped=tuple(c for c in ids if c not in set(server.survivors)),
+        dropped=tuple(c for c in ids if c not in surv),
         config=config,
         transcript=tuple(transcript),
         bytes_up=up,

@@ -423,3 +423,49 @@ def test_a_missing_identity_key_is_a_typed_error_not_a_crash() -> None:
     client = ClientSession(cfg, 3, identity_key=keys[3], peer_identity_keys=partial)
     with pytest.raises(InvalidMessageError, match="no identity key"):
         server.receive(wire(client.advertise_keys()))
+
+
+def test_survivor_list_and_unmask_request_downloads_are_o_k_not_o_n() -> None:
+    """Issue 13 item 4: without identity keys each survivor gets the survivors within two graph hops (its
+    checks read nothing else) and, to unmask, only itself and its neighbours: the consistency and unmask
+    downloads do not grow with the cohort at fixed k (they were 4 bytes per survivor and dropped client)."""
+    sizes = {}
+    for n in (48, 192):
+        cfg = make_config(n, k=6, t=3, d=8)
+        r = aggregate(vectors(cfg, 1), cfg)
+        sizes[n] = {st: max(r.bytes_down[c][st] for c in cfg.client_ids) for st in ("consistency", "unmask")}
+    assert sizes[48] == sizes[192]
+    assert sizes[192]["consistency"] < 13 * 4 + 6 * (4 + 4 + 6 * 4 + 1) + 64  # 2k + 1 ids, k mask sets
+    assert sizes[192]["unmask"] < 7 * 4 + 64
+
+
+def test_with_identity_keys_a_client_signs_and_unmasks_only_for_the_whole_list() -> None:
+    """The majority-signature argument needs every honest client to sign the same whole list, so with
+    identity keys a part of a list (total > 0) is refused at both stages."""
+    import dataclasses
+
+    cfg = make_config(8, k=4, t=3)
+    keys = {c: Ed25519PrivateKey.generate() for c in cfg.client_ids}
+    pub = {c: k.public_key() for c, k in keys.items()}
+    clients = {c: ClientSession(cfg, c, identity_key=keys[c], peer_identity_keys=pub) for c in cfg.client_ids}
+    server = ServerSession(cfg, peer_identity_keys=pub)
+    xs = vectors(cfg)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    b = server.broadcast_keys()
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(wire(b[cid]))))
+    routed = server.route_shares()
+    for cid, c in clients.items():
+        server.receive(wire(c.masked_input(wire(routed[cid]), xs[cid])))
+    lists = server.request_consistency()
+    assert all(m.total == 0 and m.survivors == tuple(range(8)) for m in lists.values())
+    with pytest.raises(UnsafeRequestError, match="whole survivor list"):
+        clients[0].consistency(wire(dataclasses.replace(lists[0], total=8)))
+    for cid in range(1, 8):
+        server.receive(wire(clients[cid].consistency(wire(lists[cid]))))
+    req = server.request_unmask_each()
+    assert len({id(m) for m in req.values()}) == 1 and req[1].total == 0
+    with pytest.raises(UnsafeRequestError, match="whole signed list"):
+        clients[1].unmask(wire(dataclasses.replace(req[1], total=7)))
+    clients[2].unmask(wire(req[2]))
