@@ -10,7 +10,9 @@ CPU seconds are thread CPU time (time.thread_time), never elapsed time; the serv
 separate column (issue 13, "one clock"). Parameters are sized for the dropout that happens (--design-drop
 overrides). Columns: per-client CPU s (median survivor, fixed-point encoding included), server CPU s,
 bytes up/down per client, upload / (4 d), and ratios to the cost floor (PRG expansions alone, timed in this
-run) and to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod
+run), to the primitives floor (every primitive the server must run, counted and each timed alone: mask
+expansions and their adds, X25519 + HKDF per dropped client's surviving neighbour, one checked Shamir
+reconstruction per secret) and to Flower's unmodified SecAggPlusWorkflow + secaggplus_mod
 (benchmarks/anchors/flower_secaggplus_bench.py).
 """
 
@@ -62,6 +64,28 @@ def encode_seconds(d: int, n: int, reps: int = 3) -> float:
     return statistics.median(times)
 
 
+def add_seconds(d: int, reps: int = 7) -> float:
+    """CPU seconds of one in-place uint32 subtract of d words (removing one mask), median."""
+    a, b, times = np.zeros(d, dtype=np.uint32), np.ones(d, dtype=np.uint32), []
+    for _ in range(reps):
+        c0 = time.thread_time()
+        np.subtract(a, b, out=a)
+        times.append(time.thread_time() - c0)
+    return statistics.median(times)
+
+
+def unit_costs(k: int, t: int, m: int) -> tuple[float, float]:
+    """CPU seconds of one X25519 agreement + HKDF (a dropped client's mask seed) and of one checked
+    Shamir reconstruction from m shares at threshold t (positions in 1..k, as the server rebuilds)."""
+    a, b = kex.KeyPair(), kex.KeyPair()
+    pk = kex.load_public(b.public_bytes)
+    x25519 = _best_us(lambda: kex.agree(a.private, pk, b"info", 16), 200) / 1e6
+    xs = list(range(1, k + 1))[: max(m, t)]
+    pts = list(zip(xs, shamir.split(12345, t, xs), strict=True))
+    rec = _best_us(lambda: shamir.reconstruct_checked(pts, t, universe=k), 50) / 1e6
+    return x25519, rec
+
+
 def run_privagg(n: int, d: int, drop: float, seed: int, design: float | None = None) -> dict:
     rng = np.random.default_rng(seed)
     design = drop if design is None else design
@@ -96,7 +120,20 @@ def run_privagg(n: int, d: int, drop: float, seed: int, design: float | None = N
         # self mask and, per dropped client, the masks with its surviving neighbours (expected k (1 - drop))
         "client_floor_s": (k + 1) * t_prg,
         "server_floor_s": (len(surv) + n_drop * k * (1 - drop)) * t_prg,
+        # every primitive the server must run, counted and timed alone: each expansion, its subtract, one
+        # add per masked input, one X25519 + HKDF per (dropped, surviving neighbour) pair, one checked
+        # reconstruction per secret (n of them) from the expected k (1 - drop) shares
+        "server_primitives_s": _primitives_floor(n, d, drop, k, cfg.threshold, len(surv), n_drop, t_prg),
     }
+
+
+def _primitives_floor(
+    n: int, d: int, drop: float, k: int, t: int, m: int, n_drop: int, t_prg: float
+) -> float:
+    t_add = add_seconds(d)
+    pairs = n_drop * k * (1 - drop)
+    x25519, rec = unit_costs(k, t, round(k * (1 - drop)))
+    return (m + pairs) * (t_prg + t_add) + m * t_add + pairs * x25519 + (m + n_drop) * rec
 
 
 def run_flower(python: str, n: int, d: int, drop: float, reps: int, timeout: int) -> dict | None:
@@ -239,7 +276,8 @@ def main() -> None:
     head = (
         "| n | d | drop | k / t | exact | client CPU s | server CPU s | server wall s | up / client "
         "| up / 4d | down / client "
-        "| client / floor | server / floor | Flower client s | Flower server s | Flower up "
+        "| client / floor | server / floor | server / primitives "
+        "| Flower client s | Flower server s | Flower up "
         "| server vs Flower |"
     )
     print(head)
@@ -258,7 +296,8 @@ def main() -> None:
             f"| {r['server_wall_s']:.3f} "
             f"| {fmt_bytes(r['up'])} | {r['up'] / (4 * r['d']):.3f} "
             f"| {fmt_bytes(r['down'])} | {r['client_s'] / r['client_floor_s']:.1f} "
-            f"| {r['server_s'] / r['server_floor_s']:.1f} | {fcols} |"
+            f"| {r['server_s'] / r['server_floor_s']:.1f} "
+            f"| {r['server_s'] / r['server_primitives_s']:.2f} | {fcols} |"
         )
 
 

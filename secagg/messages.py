@@ -550,6 +550,9 @@ _TYPES: dict[int, type] = {
 }
 
 
+_DECODED = "_secagg_decoded"
+
+
 def decode(data: bytes | bytearray | memoryview) -> Message:
     """Parse and validate one encoded message; raise InvalidMessageError on any malformation."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -567,6 +570,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     model_hash = r.take(r.u8())
     msg = cls._read(r, round_id, model_hash)
     r.end()
+    object.__setattr__(msg, _DECODED, True)  # built from checked bytes: `validate` need not look again
     return msg
 
 
@@ -630,6 +634,8 @@ def validate(msg: object) -> None:
     is refused with a typed error instead of failing deep inside (issue 13 finding 2)."""
     if not isinstance(msg, _Base):
         raise InvalidMessageError(f"expected a secagg message, got {type(msg).__name__}")
+    if msg.__dict__.get(_DECODED) is True:
+        return  # `decode` built it field by field from validated bytes (dataclasses.replace drops the mark)
     _raw(msg, msg.round_id, "round_id")
     _raw(msg, msg.model_hash, "model_hash")
     sig = (0, SIGNATURE_BYTES)
