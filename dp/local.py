@@ -1,15 +1,22 @@
-"""Sample-level DP-SGD for one client's local training through Opacus (Abadi et al. CCS 2016).
+"""Sample-level DP-SGD for one client's local training (Abadi et al. CCS 2016), Opacus as the reference.
 
-Per step: Poisson-sample a batch at rate q = B/N (numpy generator), compute per-sample gradients with
-the fastest Opacus grad-sample mode the model supports, clip each to C, add N(0, (z C)^2) from a
-torch generator seeded by the OS (or a user seed, then flagged `seeded`), and divide by the public
-expected batch size B, never by the realized batch size nor by anything derived from N.
+Per step: Poisson-sample a batch at rate q = B/N, clip each per-sample gradient to C, add N(0, (z C)^2)
+from privagg's noise stream (AES-CTR keyed by the OS, or PCG64 from a user seed, then flagged
+`seeded`), and divide by the public expected batch size B, never by the realized batch size nor by
+anything derived from N.
+
+The clipped sum comes from `dp.ghost` (mode "ghost": ghost norms and book-keeping, Bu et al. 2023; one
+backward pass, no per-sample gradient of the whole model) when it supports every trainable layer,
+otherwise from Opacus' grad-sample modes ("hooks", "ew", "functorch", and Opacus' own ghost clipping
+"opacus_ghost"). tests/dp/test_fast_dp_sgd.py holds the fast path equal to Opacus' hooks mode for a
+fixed noise draw.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,17 +37,19 @@ from dp.accountant import epsilon_for
 from dp.calibration import calibrate_dp_sgd, dp_sgd_steps
 from dp.csprng import AesCtrGenerator
 from dp.errors import InvalidPrivacyParameterError, UnsupportedModelError
+from dp.ghost import GhostClipper, unsupported_layers
 
-GradSampleMode = Literal["auto", "ghost", "hooks", "ew", "functorch"]
+GradSampleMode = Literal["auto", "ghost", "opacus_ghost", "hooks", "ew", "functorch"]
 __all__ = [
     "DPSGDConfig",
     "LocalDPResult",
     "calibrate_dp_sgd",
     "check_model",
     "choose_grad_sample_mode",
+    "poisson_batches",
     "train_dp_sgd",
 ]
-_MODES = ("auto", "ghost", "hooks", "ew", "functorch")
+_MODES = ("auto", "ghost", "opacus_ghost", "hooks", "ew", "functorch")
 
 
 @dataclass(frozen=True)
@@ -149,14 +158,14 @@ def _trainable_leaf_types(model: nn.Module) -> set[type]:
 
 
 def choose_grad_sample_mode(model: nn.Module) -> str:
-    """'ghost' when every trainable layer has a ghost-norm sampler (Linear, Embedding), else 'hooks'.
-
-    Measured by benchmarks/dp_bench.py on one CPU thread: ghost is fastest for MLPs; for conv models it
-    falls back to per-sample gradients anyway and hooks is faster (docs/dp.md). Hooks uses functorch for
-    layers without a registered grad sampler.
-    """
+    """'ghost' (privagg's ghost clipping, `dp.ghost`) when it supports every trainable layer (Linear,
+    Conv1d/2d, GroupNorm, Opacus' RNNLinear inside DPGRU/DPLSTM/DPRNN); otherwise Opacus:
+    'opacus_ghost' when every trainable layer has an Opacus ghost-norm sampler, else 'hooks' (functorch
+    for layers without a registered grad sampler). Measured by benchmarks/dp_bench.py (docs/dp.md)."""
+    if not unsupported_layers(model):
+        return "ghost"
     ghost_layers = set(GradSampleModuleFastGradientClipping.NORM_SAMPLERS)
-    return "ghost" if _trainable_leaf_types(model) <= ghost_layers else "hooks"
+    return "opacus_ghost" if _trainable_leaf_types(model) <= ghost_layers else "hooks"
 
 
 class _PerSampleMSE(nn.Module):
@@ -173,12 +182,23 @@ class _PerSampleMSE(nn.Module):
         return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
 
 
-def _loss_fn(loss: str) -> nn.Module:
+def _loss_fn(loss: str, reduction: str = "mean") -> nn.Module:
     if loss == "cross_entropy":
-        return nn.CrossEntropyLoss(reduction="mean")
+        return nn.CrossEntropyLoss(reduction=reduction)
     if loss == "mse":
-        return _PerSampleMSE()
+        mse = _PerSampleMSE()
+        mse.reduction = reduction
+        return mse
     raise InvalidPrivacyParameterError(f"loss must be 'cross_entropy' or 'mse', found {loss!r}")
+
+
+def poisson_batches(
+    sampler: np.random.Generator | AesCtrGenerator, n: int, rate: float, steps: int
+) -> Iterator[np.ndarray]:
+    """The index sets of `steps` Poisson batches over n records at `rate` (each record in independently;
+    a batch may be empty). train_dp_sgd draws its batches with this; benchmarks replay them."""
+    for _ in range(steps):
+        yield np.flatnonzero(sampler.random(n) < rate)
 
 
 def train_dp_sgd(
@@ -203,8 +223,16 @@ def train_dp_sgd(
     steps = dp_sgd_steps(n, config.batch_size, config.epochs)
     q = config.batch_size / n
     check_delta(config.delta, population=n)
-    criterion = _loss_fn(loss)
+    _loss_fn(loss)  # a bad loss name is refused before any work
     mode = choose_grad_sample_mode(model) if config.grad_sample_mode == "auto" else config.grad_sample_mode
+    if mode == "ghost":
+        problems = unsupported_layers(model)
+        if problems:
+            raise UnsupportedModelError(
+                "grad_sample_mode='ghost' does not support: "
+                + "; ".join(problems)
+                + " (use grad_sample_mode='auto' to fall back to Opacus)"
+            )
 
     seeded = seed is not None
     sampler: np.random.Generator | AesCtrGenerator
@@ -221,8 +249,106 @@ def train_dp_sgd(
     yt = torch.as_tensor(np.ascontiguousarray(y))
     if loss == "mse":
         yt = yt.to(torch.float32)
-    base_opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    ghost = mode == "ghost"
+    batches = poisson_batches(sampler, n, q, steps)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        run = _run_ghost if mode == "ghost" else _run_opacus
+        step_losses = run(model, xt, yt, loss, config, mode, batches, noise_rng)
+    finally:
+        elapsed = time.perf_counter() - t0
+        torch.set_num_threads(prev_threads)
+    steps_per_epoch = steps // config.epochs
+    epoch_means = []
+    for e in range(config.epochs):
+        chunk = [v for v in step_losses[e * steps_per_epoch : (e + 1) * steps_per_epoch] if v == v]
+        epoch_means.append(float(np.mean(chunk)) if chunk else float("nan"))
+    real = [v for v in step_losses if v == v]  # NaN marks an empty batch (no loss)
+    event = _events.dp_sgd(config.noise_multiplier, q, steps)
+    return LocalDPResult(
+        epsilon=epsilon_for(config.noise_multiplier, q, steps, config.delta) if account else float("nan"),
+        delta=config.delta,
+        steps=steps,
+        sample_rate=q,
+        noise_multiplier=config.noise_multiplier,
+        grad_sample_mode=mode,
+        mean_loss=float(np.mean(real)) if real else float("nan"),
+        first_epoch_loss=epoch_means[0],
+        last_epoch_loss=epoch_means[-1],
+        samples_per_second=steps * config.batch_size / elapsed if elapsed > 0 else float("inf"),
+        seeded=seeded,
+        event=event,
+    )
+
+
+def _noise(
+    noise_rng: np.random.Generator | AesCtrGenerator, std: float, size: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """One step's Gaussian noise, one draw for all parameters (model.parameters() order): the same draw,
+    in the same order, as `_PrivaggNoise.add_noise` makes on the Opacus path."""
+    return torch.from_numpy(np.asarray(noise_rng.normal(0.0, std, size=size))).to(dtype)
+
+
+def _run_ghost(
+    model: nn.Module,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    loss: str,
+    config: DPSGDConfig,
+    mode: str,
+    batches: Iterator[np.ndarray],
+    noise_rng: np.random.Generator | AesCtrGenerator,
+) -> list[float]:
+    """DP-SGD steps through `dp.ghost`: the clipped sum in one forward and one backward pass, noise added
+    to the flat gradient buffer, divided by the expected batch size, then the plain SGD step."""
+    criterion = _loss_fn(loss, "sum")
+    clipper = GhostClipper(model)
+    params, flat = clipper.params, clipper.flat
+    base_opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
+    std = config.noise_multiplier * config.max_grad_norm
+    losses: list[torch.Tensor | None] = []
+    model.train()
+    try:
+        with clipper.recording():
+            for idx in batches:
+                if idx.size == 0:  # an empty Poisson batch still releases noise: (0 + N(0, (zC)^2)) / B
+                    flat.zero_()
+                    losses.append(None)
+                else:
+                    ti = torch.from_numpy(idx)
+                    out = model(xt[ti])
+                    target = yt[ti]
+                    if loss == "mse" and out.dim() == 2 and target.dim() == 1:
+                        target = target.unsqueeze(1)
+                    loss_sum = criterion(out, target)
+                    clipper.clip_and_sum(loss_sum, config.max_grad_norm)
+                    losses.append(loss_sum.detach() / idx.size)
+                flat.add_(_noise(noise_rng, std, flat.numel(), flat.dtype)).div_(config.batch_size)
+                for p, g in zip(params, clipper.grads, strict=True):
+                    p.grad = g
+                base_opt.step()
+    finally:
+        for p in params:
+            p.grad = None
+    return [float("nan") if v is None else float(v) for v in losses]
+
+
+def _run_opacus(
+    model: nn.Module,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    loss: str,
+    config: DPSGDConfig,
+    mode: str,
+    batches: Iterator[np.ndarray],
+    noise_rng: np.random.Generator | AesCtrGenerator,
+) -> list[float]:
+    """DP-SGD steps through Opacus' GradSampleModule and DPOptimizer (or its ghost-clipping trio), with
+    privagg's noise stream and public denominator."""
+    criterion = _loss_fn(loss)
+    base_opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, foreach=True)
+    ghost = mode == "opacus_ghost"
     if ghost:
         gsm = prepare_module(model, "ghost", loss_reduction="mean", max_grad_norm=config.max_grad_norm)
         opt_cls: type[DPOptimizer] = _NoisedFastClippingOptimizer
@@ -239,70 +365,37 @@ def train_dp_sgd(
     opt.noise_rng = noise_rng
     dp_loss = DPLossFastGradientClipping(gsm, opt, criterion, "mean") if ghost else None
     params = [p for p in model.parameters() if p.requires_grad]
+    sizes = [p.numel() for p in params]
     std = config.noise_multiplier * config.max_grad_norm
-
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    losses: list[float] = []
     with warnings.catch_warnings():  # torch warns on every backward hook when inputs need no grad
         warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
         gsm.train()
-        losses: list[float] = []
-        epoch_losses: list[float] = []
-        steps_per_epoch = steps // config.epochs
-        first = last = float("nan")
-        t0 = time.perf_counter()
         try:
-            for step in range(steps):
-                idx = np.flatnonzero(sampler.random(n) < q)
+            for idx in batches:
                 opt.zero_grad(set_to_none=True)
                 if idx.size == 0:
                     # An empty Poisson batch still releases noise: (0 + N(0, (zC)^2)) / B.
+                    noise = _noise(noise_rng, std, sum(sizes), params[0].dtype)
                     with torch.no_grad():
-                        for p in params:
-                            noise = noise_rng.normal(0.0, std, size=tuple(p.shape)) / config.batch_size
-                            p.grad = torch.from_numpy(noise).to(p.dtype)
+                        for p, part in zip(params, torch.split(noise, sizes), strict=True):
+                            p.grad = part.view_as(p) / config.batch_size
                     base_opt.step()
+                    losses.append(float("nan"))
                     continue
                 ti = torch.from_numpy(idx)
                 out = gsm(xt[ti])
                 target = yt[ti]
                 if loss == "mse" and out.dim() == 2 and target.dim() == 1:
                     target = target.unsqueeze(1)
-                if ghost:
-                    batch_loss = dp_loss(out, target)
-                else:
-                    batch_loss = criterion(out, target)
+                batch_loss = dp_loss(out, target) if dp_loss is not None else criterion(out, target)
                 batch_loss.backward()
                 opt.step()
-                value = float(batch_loss.item())
-                losses.append(value)
-                epoch_losses.append(value)
-                if (step + 1) % steps_per_epoch == 0:
-                    losses_epoch_mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
-                    if step + 1 == steps_per_epoch:
-                        first = losses_epoch_mean
-                    last = losses_epoch_mean
-                    epoch_losses = []
+                losses.append(float(batch_loss.item()))
         finally:
-            elapsed = time.perf_counter() - t0
-            torch.set_num_threads(prev_threads)
             opt.zero_grad(set_to_none=True)
             _unwrap(gsm)
-    event = _events.dp_sgd(config.noise_multiplier, q, steps)
-    return LocalDPResult(
-        epsilon=epsilon_for(config.noise_multiplier, q, steps, config.delta) if account else float("nan"),
-        delta=config.delta,
-        steps=steps,
-        sample_rate=q,
-        noise_multiplier=config.noise_multiplier,
-        grad_sample_mode=mode,
-        mean_loss=float(np.mean(losses)) if losses else float("nan"),
-        first_epoch_loss=first,
-        last_epoch_loss=last,
-        samples_per_second=steps * config.batch_size / elapsed if elapsed > 0 else float("inf"),
-        seeded=seeded,
-        event=event,
-    )
+    return losses
 
 
 def _unwrap(gsm: nn.Module) -> None:

@@ -108,7 +108,7 @@ class TorchClient:
         )
 
     def _fit_dp_sgd(self, global_weights: ModelVector, config: RoundConfig, start: float) -> ClientUpdate:
-        """Sample-level DP: local training is DP-SGD through Opacus (dp.local), noise seeded from the OS
+        """Sample-level DP: local training is DP-SGD (dp.local; Opacus as the reference), noise from the OS
         unless the run asked for a noise seed."""
         local = self.dp_sgd
         if local is None:  # narrowed by the caller
@@ -124,7 +124,7 @@ class TorchClient:
             seed=seed,
             account=False,  # the run's per-client ledger composes the event across rounds
         )
-        self.grad_sample_mode = res.grad_sample_mode  # the Opacus mode dp.local chose, for the report
+        self.grad_sample_mode = res.grad_sample_mode  # the clipping path dp.local chose, for the report
         delta = get_flat(self._model) - global_weights
         return ClientUpdate(
             client_id=self.client_id,

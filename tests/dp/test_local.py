@@ -74,13 +74,14 @@ def test_trains_and_reports_accountant_epsilon() -> None:
 def test_ghost_and_hooks_agree_under_one_seed() -> None:
     x, y = _blobs(120)
     out = {}
-    for mode in ("ghost", "hooks"):
+    for mode in ("ghost", "opacus_ghost", "hooks"):
         m = _mlp()
         train_dp_sgd(
             m, x, y, "cross_entropy", DPSGDConfig(1.0, 0.5, 20, epochs=1, grad_sample_mode=mode), seed=7
         )
         out[mode] = torch.cat([p.detach().ravel() for p in m.parameters()])
     assert torch.allclose(out["ghost"], out["hooks"], atol=1e-5)
+    assert torch.allclose(out["opacus_ghost"], out["hooks"], atol=1e-5)
 
 
 def test_noise_scale_and_public_denominator() -> None:
@@ -102,7 +103,9 @@ def test_auto_mode_choice_and_unseeded_runs_differ() -> None:
     assert choose_grad_sample_mode(_mlp()) == "ghost"
     assert choose_grad_sample_mode(nn.Sequential(nn.Linear(4, 4), nn.PReLU())) == "hooks"
     conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
-    assert choose_grad_sample_mode(conv) == "hooks"
+    assert choose_grad_sample_mode(conv) == "ghost"  # privagg's ghost clipping covers convolutions
+    emb = nn.Sequential(nn.Embedding(5, 4), nn.Flatten(), nn.Linear(8, 2))
+    assert choose_grad_sample_mode(emb) == "opacus_ghost"  # Opacus has a ghost-norm sampler for it
     x, y = _blobs(60)
     a, b = _mlp(), _mlp()
     cfg = DPSGDConfig(1.0, 1.0, 10, epochs=1)
@@ -124,7 +127,7 @@ def test_calibrate_dp_sgd_reexport() -> None:
         ({"max_grad_norm": -1.0}, "-1.0"),
         ({"batch_size": 0}, "0"),
         ({"delta": 1.5}, "1.5"),
-        ({"grad_sample_mode": "fast"}, "fast"),
+        ({"grad_sample_mode": "fastest"}, "fastest"),
     ],
 )
 def test_config_validation(kwargs: dict, value: str) -> None:
