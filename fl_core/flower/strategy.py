@@ -153,7 +153,8 @@ class PrivAggStrategy(Strategy):
                 content[RECORD] = self._params(pending, Stage.TRAIN, sid).record(payload[sid])
                 record.bytes_down += content_bytes(content)
                 md = m.metadata
-                out.append(grid.create_message(content, md.message_type, md.dst_node_id, md.group_id, md.ttl))
+                msg = Message(content, md.dst_node_id, md.message_type, ttl=md.ttl, group_id=md.group_id)
+                out.append(msg)
         pending.train_msgs = out
         return out
 
@@ -245,7 +246,7 @@ class PrivAggStrategy(Strategy):
         for sid, payload in payloads.items():
             content = RecordDict({RECORD: self._params(pending, stage, sid).record(payload)})
             pending.log.bytes_down += content_bytes(content)
-            out.append(grid.create_message(content, MESSAGE_TYPE, by_sid[sid], str(pending.params.round)))
+            out.append(Message(content, by_sid[sid], MESSAGE_TYPE, group_id=str(pending.params.round)))
         return self._collect(pending, list(grid.send_and_receive(out, timeout=self.timeout)))
 
     def _collect(self, pending: _Pending, replies: list[Message]) -> dict[int, bytes]:

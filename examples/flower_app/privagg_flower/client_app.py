@@ -7,13 +7,14 @@ from flwr.clientapp import ClientApp
 
 from fl_core.flower import privagg_mod
 from fl_core.flower.arrays import flatten, unflatten
-from privagg_flower import task
 
 app = ClientApp()
 
 
 @app.train(mods=[privagg_mod])
 def train(msg: Message, context: Context) -> Message:
+    from privagg_flower import task  # torch only where training happens: the key stages start faster
+
     cfg = task.app_config(context.run_config)
     arrays = msg.content["arrays"]
     server_round = int(msg.content["config"]["server-round"])

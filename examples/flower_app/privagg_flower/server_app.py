@@ -20,16 +20,23 @@ log = logging.getLogger("flwr.privagg")
 def main(grid: Grid, context: Context) -> None:
     cfg = task.app_config(context.run_config)
     rounds = int(context.run_config.get("num-server-rounds", cfg.run.rounds))
-    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), context.run_config)
+    timeout = float(context.run_config.get("stage-timeout", 120.0))  # a node silent this long has dropped
+    strategy = PrivAggStrategy(
+        FedAvg(fraction_train=1.0, fraction_evaluate=0.0), context.run_config, timeout=timeout
+    )
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         return MetricRecord(task.evaluate(cfg, flatten(arrays)))
 
     result = strategy.start(
-        grid=grid, initial_arrays=task.initial_arrays(cfg), num_rounds=rounds, evaluate_fn=evaluate
+        grid=grid,
+        initial_arrays=task.initial_arrays(cfg),
+        num_rounds=rounds,
+        evaluate_fn=evaluate,
+        timeout=timeout,
     )
-    log.info(
-        "privagg: final accuracy %s, epsilon %s",
-        result.evaluate_metrics_serverapp.get(rounds),
-        strategy.epsilons(),
-    )
+    for r in strategy.history:
+        line = "privagg round %d: %d of %d survived, aborted=%s"
+        log.info(line, r.round, r.survivors, r.started, r.aborted)
+    final = result.evaluate_metrics_serverapp.get(rounds)
+    log.info("privagg: final accuracy %s, epsilon %s", final, strategy.epsilons())

@@ -1,0 +1,131 @@
+"""Flower: the same app (the example's digits CNN) as (a) plain FedAvg, (b) Flower's own SecAgg+ (legacy
+workflow, `secaggplus_mod`) and (c) privagg's plug-in (`PrivAggStrategy` + `privagg_mod`, SecAgg+ on).
+
+    python benchmarks/flower_bench.py --nodes 10 --rounds 2 --repeats 2
+
+Bytes: every contender in process on `fl_core.flower.local.LocalGrid`, whose byte counts are Flower's
+protobuf encoding of each message and reply (what the Deployment Engine sends), per node per round.
+Wall time: every contender on Flower's Deployment Engine on this machine's loopback
+(`fl_core.flower.deploy.LocalDeployment`: one SuperLink, N SuperNodes), one `flwr run` each, the
+contenders alternated on the same deployment; per-round wall = the ServerApp's wall time / rounds.
+`--scale 10,20,40` runs privagg alone at each size and reports the largest that finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "benchmarks" / "flower_app"
+EXAMPLE = ROOT / "examples" / "flower_app"
+CONTENDERS = ("plain", "secaggplus", "privagg")
+
+
+def run_config(contender: str, nodes: int, rounds: int) -> dict[str, object]:
+    rc: dict[str, object] = {
+        "contender": contender, "num-server-rounds": rounds, "stage-timeout": 600.0, "run.seed": 0,
+        "data.dataset": "digits", "data.num_clients": nodes, "data.partition": "iid", "model.name": "cnn",
+        "train.local_epochs": 1, "train.batch_size": 16, "train.lr": 0.05,
+        "secagg.enabled": contender == "privagg",
+    }  # fmt: skip
+    return rc
+
+
+def in_process_bytes(contender: str, nodes: int) -> tuple[float, float]:
+    """(bytes down, bytes up) per node for one round, from Flower's protobuf encoding on LocalGrid."""
+    from flower_bench_app.client_app import app as client_app
+    from flower_bench_app.server_app import main
+    from flwr.app import Context, RecordDict
+
+    from fl_core.flower.local import LocalGrid
+
+    logging.getLogger("flwr").setLevel(logging.ERROR)  # after flwr's import, which sets its own level
+    rc = run_config(contender, nodes, 1)
+    grid = LocalGrid(client_app, nodes, rc)
+    main(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=rc))
+    if grid.errors:
+        raise RuntimeError(f"{contender}: {grid.errors[:2]}")
+    return sum(grid.bytes_down.values()) / nodes, sum(grid.bytes_up.values()) / nodes
+
+
+def deployed_round_wall(dep, contender: str, nodes: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
+    rc = run_config(contender, nodes, rounds)
+    settings = " ".join(f"{k}={_toml(v)}" for k, v in rc.items())
+    proc = dep.run(APP, run_config=settings)
+    proc.wait(timeout=3600)
+    text = dep.log("run")
+    m = re.findall(rf"bench {contender}: (\d+) nodes, (\d+) rounds, ([0-9.]+) s wall", text)
+    if not m:
+        raise RuntimeError(f"{contender} did not finish:\n{text[-2000:]}")
+    n, r, wall = m[-1]
+    if int(n) != nodes:
+        raise RuntimeError(f"{contender} ran with {n} of {nodes} nodes")
+    return float(wall) / int(r)
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return str(v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="deployed runs per contender (alternated)")
+    ap.add_argument("--scale", default="", help="comma-separated node counts for privagg alone")
+    ap.add_argument("--skip-deploy", action="store_true", help="bytes only (in process)")
+    args = ap.parse_args()
+    sys.path[:0] = [str(APP), str(EXAMPLE)]
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+
+    print(f"bytes per node per round (Flower's protobuf encoding), {args.nodes} nodes:")
+    sizes = {c: in_process_bytes(c, args.nodes) for c in CONTENDERS}
+    base = sum(sizes["plain"])
+    print(f"{'contender':<12} {'down B':>10} {'up B':>10} {'total / plain':>14}")
+    for c, (d, u) in sizes.items():
+        print(f"{c:<12} {d:>10.0f} {u:>10.0f} {(d + u) / base:>14.2f}")
+    if args.skip_deploy:
+        return
+
+    from fl_core.flower.deploy import LocalDeployment
+
+    path = [str(ROOT), str(EXAMPLE)]
+    walls: dict[str, list[float]] = {c: [] for c in CONTENDERS}
+    t0 = time.perf_counter()
+    with LocalDeployment(args.nodes, pythonpath=path) as dep:
+        for rep in range(args.repeats):
+            order = CONTENDERS if rep % 2 == 0 else tuple(reversed(CONTENDERS))
+            for c in order:
+                walls[c].append(deployed_round_wall(dep, c, args.nodes, args.rounds))
+    print(f"\nDeployment Engine on loopback, {args.nodes} SuperNodes, {args.rounds} rounds, "
+          f"{args.repeats} run(s) each, alternated ({time.perf_counter() - t0:.0f} s in all):")  # fmt: skip
+    plain = statistics.median(walls["plain"])
+    print(f"{'contender':<12} {'wall s / round':>15} {'vs plain':>9}")
+    for c in CONTENDERS:
+        w = statistics.median(walls[c])
+        print(f"{c:<12} {w:>15.2f} {w / plain:>9.2f}")
+
+    if args.scale:
+        print("\nprivagg alone, per-round wall at each size (largest that finished is the last row):")
+        for n in (int(x) for x in args.scale.split(",")):
+            try:
+                with LocalDeployment(n, pythonpath=path) as dep:
+                    w = deployed_round_wall(dep, "privagg", n, 1)
+                print(f"{n:>6} nodes {w:>10.1f} s")
+            except Exception as exc:  # noqa: BLE001 - report where it stopped fitting
+                print(f"{n:>6} nodes: did not finish ({type(exc).__name__}: {str(exc)[:120]})")
+                break
+
+
+if __name__ == "__main__":
+    main()
