@@ -1,7 +1,9 @@
-"""DP benchmark (run by hand): DP-SGD throughput per Opacus grad-sample mode vs non-private training,
-accuracy at epsilon 1/3/8 vs non-private on pooled data, and accountant time vs dp_accounting directly.
+"""DP benchmark (run by hand): DP-SGD throughput (privagg, Opacus fed the same tensor-indexed Poisson
+batches, non-private training), accuracy at epsilon 1/3/8 vs non-private on pooled data, and accountant
+time and accuracy vs dp_accounting.
 
     .venv/bin/python benchmarks/dp_bench.py                    # everything (several minutes on 1 core)
+    .venv/bin/python benchmarks/dp_bench.py --parts throughput --dataloader   # the README's DP-SGD table
     .venv/bin/python benchmarks/dp_bench.py --parts accountant # one part; also throughput, accuracy
     .venv/bin/python benchmarks/dp_bench.py --parts accuracy --seeds 2 --epochs 30
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +30,14 @@ from dp_accounting.rdp import rdp_privacy_accountant  # noqa: E402
 
 from dp import clear_caches  # noqa: E402
 from dp.accountant import PrivacyAccountant, epsilon_for  # noqa: E402
-from dp.calibration import calibrate_dp_sgd  # noqa: E402
+from dp.calibration import calibrate_dp_sgd, dp_sgd_steps  # noqa: E402
 from dp.events import poisson_round  # noqa: E402
-from dp.local import DPSGDConfig, train_dp_sgd  # noqa: E402
+from dp.local import (  # noqa: E402
+    DPSGDConfig,
+    choose_grad_sample_mode,
+    poisson_batches,
+    train_dp_sgd,
+)
 from fl_core.data import load_dataset  # noqa: E402
 from fl_core.models import build_model  # noqa: E402
 
@@ -101,17 +109,77 @@ def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
         return float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
 
 
-def _opacus_by_hand(
+#: Throughput workloads: (label, dataset, model, expected batch B, tile, epochs). breast_cancer has 455
+#: training records, fewer than B = 1024: that row tiles the records 16 times (N = 7,280, the same rate
+#: q = B / N = 0.14 as B = 64 on the plain set). Epochs make every contender run for >= ~0.2 s.
+TP_WORKLOADS = [
+    ("digits CNN, B = 256", "digits", "cnn", 256, 1, 3),
+    ("breast_cancer MLP, B = 64", "breast_cancer", "mlp", 64, 1, 60),
+    ("breast_cancer MLP, B = 1024", "breast_cancer", "mlp", 1024, 16, 20),
+]
+TP_LR = 0.05
+
+
+def _replayed_batches(n: int, rate: float, steps: int, seed: int) -> list[torch.Tensor]:
+    """The Poisson batches train_dp_sgd(seed=seed) draws (same generator, same rule), as index tensors."""
+    sampler = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0])))
+    return [torch.from_numpy(b) for b in poisson_batches(sampler, n, rate, steps)]
+
+
+def _nonprivate_on(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, batches: list[torch.Tensor]) -> None:
+    """Plain SGD on the same tensor-indexed batches (foreach SGD, as privagg's DP path uses)."""
+    opt = torch.optim.SGD(model.parameters(), lr=TP_LR, foreach=True)
+    crit = nn.CrossEntropyLoss()
+    model.train()
+    for idx in batches:
+        if len(idx) == 0:
+            continue
+        opt.zero_grad(set_to_none=True)
+        crit(model(xt[idx]), yt[idx]).backward()
+        opt.step()
+
+
+def _opacus_on(
+    model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, batches: list[torch.Tensor], mode: str, batch: int
+) -> None:
+    """Opacus as a user writes it without a DataLoader: GradSampleModule (or the ghost-clipping module)
+    + DPOptimizer with Opacus' own noise, fed the same tensor-indexed Poisson batches."""
+    from opacus.grad_sample.utils import prepare_module
+    from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+    crit = nn.CrossEntropyLoss()
+    base = torch.optim.SGD(model.parameters(), lr=TP_LR, foreach=True)
+    kwargs = {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "expected_batch_size": batch}
+    if mode == "ghost":
+        gsm = prepare_module(model, "ghost", loss_reduction="mean", max_grad_norm=1.0)
+        opt: DPOptimizer = DPOptimizerFastGradientClipping(base, **kwargs)
+        loss_fn = DPLossFastGradientClipping(gsm, opt, crit, "mean")
+    else:
+        gsm = prepare_module(model, mode, loss_reduction="mean")
+        opt = DPOptimizer(base, **kwargs)
+        loss_fn = crit
+    gsm.train()
+    for idx in batches:
+        if len(idx) == 0:  # none at these rates; skipped alike by every contender but privagg's
+            continue
+        opt.zero_grad(set_to_none=True)
+        loss_fn(gsm(xt[idx]), yt[idx]).backward()
+        opt.step()
+    gsm._close()
+
+
+def _opacus_make_private(
     model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int, epochs: int, mode: str
-) -> float:
-    """Opacus' own PrivacyEngine.make_private + DataLoader, as a user would write it; samples/s."""
+) -> None:
+    """Opacus' PrivacyEngine.make_private with its Poisson DataLoader, as its tutorials write it."""
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
     data = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=batch)
     engine = PrivacyEngine(accountant="rdp")
     crit = nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=TP_LR, foreach=True)
     out = engine.make_private(
         module=model,
         optimizer=opt,
@@ -121,11 +189,7 @@ def _opacus_by_hand(
         grad_sample_mode=mode,
         criterion=crit,
     )
-    if mode == "ghost":
-        m, o, crit, loader = out
-    else:
-        m, o, loader = out
-    seen, t0 = 0, time.perf_counter()
+    m, o, crit, loader = out if mode == "ghost" else (*out[:2], crit, out[2])
     for _ in range(epochs):
         for xb, yb in loader:
             if len(xb) == 0:
@@ -133,43 +197,104 @@ def _opacus_by_hand(
             o.zero_grad()
             crit(m(xb), yb).backward()
             o.step()
-            seen += len(xb)
-    return seen / (time.perf_counter() - t0)
 
 
-def bench_throughput(epochs: int, batch: int, repeats: int) -> None:
+def bench_throughput(
+    repeats: int, opacus_modes: tuple[str, ...], dataloader: bool, only: tuple[str, ...] = ()
+) -> None:
     print(
-        f"## DP-SGD throughput (batch {batch}, {epochs} epochs, 1 thread, best of {repeats}; "
-        "slowdown = non-private samples/s / mode samples/s)\n"
+        "## DP-SGD throughput (one torch thread; every contender trains the same model from the same "
+        f"initial weights on the same tensor-indexed Poisson batches; contenders interleaved, median of "
+        f"{repeats}; slowdown = contender time / non-private time in the same repeat, CPU and wall)\n"
     )
-    rows = []
-    for wl, (dname, mname, _) in WORKLOADS.items():
-        ds = load_dataset(dname)
-        x, y = ds.x_train.astype(np.float32), ds.y_train
-        _train_nonprivate(_model(ds, mname, 0), x, y, 1, batch, 0.05, 0)  # warm-up
-        base = max(
-            _train_nonprivate(_model(ds, mname, 0), x, y, epochs, batch, 0.05, 0) for _ in range(repeats)
+    torch.set_num_threads(1)
+    for workload in TP_WORKLOADS:
+        if only and not any(part in workload[0] for part in only):
+            continue
+        _throughput_workload(*workload, repeats=repeats, opacus_modes=opacus_modes, dataloader=dataloader)
+
+
+def _throughput_workload(
+    label: str,
+    dname: str,
+    mname: str,
+    batch: int,
+    tile: int,
+    epochs: int,
+    *,
+    repeats: int,
+    opacus_modes: tuple[str, ...],
+    dataloader: bool,
+) -> None:
+    ds = load_dataset(dname)
+    x = np.tile(ds.x_train.astype(np.float32), (tile,) + (1,) * (ds.x_train.ndim - 1))
+    y = np.tile(ds.y_train, tile)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    n, seed = len(x), 0
+    steps = dp_sgd_steps(n, batch, epochs)
+    batches = _replayed_batches(n, batch / n, steps, seed)
+    cfg = DPSGDConfig(1.0, 1.0, batch, epochs=epochs, lr=TP_LR)
+    auto = choose_grad_sample_mode(_model(ds, mname, 0))
+    contenders: dict[str, object] = {
+        "non-private SGD": lambda m: _nonprivate_on(m, xt, yt, batches),
+        f"privagg auto ({auto}), seeded PCG64 noise": lambda m: train_dp_sgd(
+            m, x, y, "cross_entropy", cfg, seed=seed, account=False
+        ),
+        f"privagg auto ({auto}), AES-CTR noise (unseeded)": lambda m: train_dp_sgd(
+            m, x, y, "cross_entropy", cfg, account=False
+        ),
+    }
+    old = "opacus_ghost" if mname == "mlp" else "hooks"  # what auto chose before dp.ghost
+    contenders[f"privagg on Opacus {old} (the previous auto), seeded"] = lambda m, old=old: train_dp_sgd(
+        m,
+        x,
+        y,
+        "cross_entropy",
+        DPSGDConfig(1.0, 1.0, batch, epochs=epochs, lr=TP_LR, grad_sample_mode=old),
+        seed=seed,
+        account=False,
+    )
+    for mode in opacus_modes:
+        contenders[f"Opacus {mode}, tensor-indexed"] = lambda m, mode=mode: _opacus_on(
+            m, xt, yt, batches, mode, batch
         )
-        rows.append([wl, "non-private", f"{base:,.0f}", "1.00"])
-        for mode in ("auto", "ghost", "hooks", "ew", "functorch"):
-            cfg = DPSGDConfig(1.0, 1.0, batch, epochs=epochs, lr=0.5, grad_sample_mode=mode)
-            try:
-                results = [
-                    train_dp_sgd(_model(ds, mname, 0), x, y, "cross_entropy", cfg, seed=0)
-                    for _ in range(repeats + 1)
-                ][1:]
-            except Exception as err:  # a mode Opacus refuses for this model is reported, not fatal
-                rows.append([wl, f"privagg {mode}", f"failed: {type(err).__name__}", "-"])
-                continue
-            sps = max(r.samples_per_second for r in results)
-            label = f"privagg {mode}" + (f" -> {results[0].grad_sample_mode}" if mode == "auto" else "")
-            rows.append([wl, label, f"{sps:,.0f}", f"{base / sps:.2f}"])
+    if dataloader:
         for mode in ("ghost", "hooks"):
-            sps = max(
-                _opacus_by_hand(_model(ds, mname, 0), x, y, batch, epochs, mode) for _ in range(repeats)
+            contenders[f"Opacus {mode}, make_private DataLoader"] = lambda m, mode=mode: _opacus_make_private(
+                m, x, y, batch, epochs, mode
             )
-            rows.append([wl, f"Opacus make_private {mode}", f"{sps:,.0f}", f"{base / sps:.2f}"])
-    _table(["workload", "trainer", "samples/s", "slowdown vs non-private"], rows)
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
+    wall: dict[str, list[float]] = {k: [] for k in contenders}
+    names = list(contenders)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for name in names:  # warm-up, not timed
+            contenders[name](_model(ds, mname, 0))  # type: ignore[operator]
+        for r in range(repeats):
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
+            for name in order:
+                model = _model(ds, mname, 0)
+                c0, w0 = time.process_time(), time.perf_counter()
+                contenders[name](model)  # type: ignore[operator]
+                cpu[name].append(time.process_time() - c0)
+                wall[name].append(time.perf_counter() - w0)
+    base = "non-private SGD"
+    rows = []
+    for name in names:
+        cpu_ratio = float(np.median(np.array(cpu[name]) / np.array(cpu[base])))
+        wall_ratio = float(np.median(np.array(wall[name]) / np.array(wall[base])))
+        step_ms = 1000 * float(np.median(cpu[name])) / steps
+        rows.append([name, f"{step_ms:.3f}", f"{cpu_ratio:.2f}x", f"{wall_ratio:.2f}x"])
+    print(f"### {label} (N = {n:,}, q = {batch / n:.3f}, {steps} steps)\n")
+    _table(["trainer", "CPU ms / step", "slowdown, CPU", "slowdown, wall"], rows)
+    opac = [r for r, name in zip(rows, names, strict=True) if name.endswith("tensor-indexed")]
+    if opac:
+        best = min(opac, key=lambda r: float(r[2][:-1]))
+        ours = float(rows[1][2][:-1])
+        print(
+            f"privagg auto vs best Opacus tensor-indexed ({best[0]}): "
+            f"{float(best[2][:-1]) / ours:.2f}x faster (CPU)\n"
+        )
 
 
 def bench_accuracy(epochs: int | None, seeds: int, delta: float) -> None:
@@ -306,15 +431,23 @@ def main() -> None:
     )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--delta", type=float, default=1e-5)
-    ap.add_argument("--tp-epochs", type=int, default=3, help="throughput epochs")
-    ap.add_argument("--batch", type=int, default=256, help="throughput batch size")
-    ap.add_argument("--repeats", type=int, default=3, help="throughput: best of this many runs")
+    ap.add_argument("--repeats", type=int, default=5, help="throughput: median of this many interleaved runs")
+    ap.add_argument(
+        "--opacus-modes", default="hooks,ghost,ew", help="Opacus grad-sample modes fed the same batches"
+    )
+    ap.add_argument("--dataloader", action="store_true", help="also Opacus make_private with its DataLoader")
+    ap.add_argument("--workloads", default="", help="throughput: only workloads whose label has one of these")
     ap.add_argument("--fine", action="store_true", help="also compare the PLD grid with a 1e-5 grid (slow)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     parts = set(args.parts.split(","))
     if "throughput" in parts:
-        bench_throughput(args.tp_epochs, args.batch, args.repeats)
+        bench_throughput(
+            args.repeats,
+            tuple(m for m in args.opacus_modes.split(",") if m),
+            args.dataloader,
+            tuple(w for w in args.workloads.split(",") if w),
+        )
     if "accuracy" in parts:
         bench_accuracy(args.epochs, args.seeds, args.delta)
     if "accountant" in parts:

@@ -4,7 +4,7 @@ A generator whose state can be recovered from some of its outputs (PCG64, MT1993
 who learns those outputs predict, and subtract, the noise on a released model. `AesCtrGenerator` draws
 its bits from the AES-CTR keystream (pyca/cryptography), which reveals nothing about the key or the other
 outputs, and turns them into the distributions DP needs, in numpy: uniforms with 53 random bits,
-Gaussians by the Box-Muller transform, geometrics by inversion. It has the slice of numpy's Generator
+Gaussians by Marsaglia's polar method, geometrics by inversion. It has the slice of numpy's Generator
 API that privagg's mechanisms call (`random`, `normal`, `standard_normal`, `geometric`).
 
 Floating-point Gaussians are not exactly Gaussian (Mironov 2012 shows how a Laplace sampler's float
@@ -61,15 +61,29 @@ class AesCtrGenerator:
         return self._shaped(u, shape)
 
     def standard_normal(self, size: int | tuple[int, ...] | None = None) -> np.ndarray | float:
-        """N(0, 1) by Box-Muller: two uniforms give two independent normals."""
+        """N(0, 1) by Marsaglia's polar method (Marsaglia and Bray 1964): a pair (u, v) uniform on the square
+        [-1, 1)^2 with s = u^2 + v^2 in (0, 1) gives two independent normals u sqrt(-2 ln s / s) and
+        v sqrt(-2 ln s / s). No trigonometry (numpy's float64 cos/sin made Box-Muller ~4x slower), and s
+        down to 2^-104 reaches 12 standard deviations of tail (Box-Muller from 53-bit uniforms: 8.6)."""
         n, shape = self._count(size)
         pairs = (n + 1) // 2
-        w = self._words(2 * pairs) >> np.uint64(11)
-        u1 = (w[:pairs].astype(np.float64) + 1.0) / _TWO_53  # (0, 1]: log never sees 0
-        u2 = w[pairs:].astype(np.float64) / _TWO_53
-        r = np.sqrt(-2.0 * np.log(u1))
-        z = np.concatenate([r * np.cos(2.0 * math.pi * u2), r * np.sin(2.0 * math.pi * u2)])[:n]
-        return self._shaped(z, shape)
+        out = np.empty(2 * pairs, dtype=np.float64)
+        filled = 0
+        while filled < pairs:
+            want = pairs - filled
+            draw = int(want / 0.78) + 16  # acceptance pi / 4 ~ 0.785
+            w = (self._words(2 * draw) >> np.uint64(11)).astype(np.float64)
+            uv = w * (2.0 / _TWO_53) - 1.0  # [-1, 1) on a 2^-52 grid
+            u, v = uv[:draw], uv[draw:]
+            s = u * u + v * v
+            ok = (s < 1.0) & (s > 0.0)
+            u, v, s = u[ok][:want], v[ok][:want], s[ok][:want]
+            f = np.sqrt(-2.0 * np.log(s) / s)
+            k = len(s)
+            out[filled : filled + k] = u * f
+            out[pairs + filled : pairs + filled + k] = v * f
+            filled += k
+        return self._shaped(out[:n], shape)
 
     def normal(
         self, loc: float = 0.0, scale: float = 1.0, size: int | tuple[int, ...] | None = None

@@ -208,7 +208,8 @@ class GhostClipper:
         outs = [o for k in used for o in self._outputs[k]]
         stats = {k: [_group_stats(o) for o in self._outputs[k]] for k in used if self._is_norm[k]}
         grads_out = torch.autograd.grad(loss_sum, outs, allow_unused=True)
-        self.flat.zero_()
+        if len(used) < len(self._layers):  # a layer not called this step contributes zero gradient
+            self.flat.zero_()
         pos = 0
         finishers: list[Callable[[torch.Tensor], None]] = []
         norm2: torch.Tensor | None = None

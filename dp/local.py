@@ -307,8 +307,10 @@ def _run_ghost(
     params, flat = clipper.params, clipper.flat
     base_opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
     std = config.noise_multiplier * config.max_grad_norm
-    losses: list[torch.Tensor | None] = []
+    losses: list[tuple[torch.Tensor, int] | None] = []
     model.train()
+    for p, g in zip(params, clipper.grads, strict=True):
+        p.grad = g  # the optimizer reads the flat buffer's slices; set once, never cleared until the end
     try:
         with clipper.recording():
             for idx in batches:
@@ -323,15 +325,13 @@ def _run_ghost(
                         target = target.unsqueeze(1)
                     loss_sum = criterion(out, target)
                     clipper.clip_and_sum(loss_sum, config.max_grad_norm)
-                    losses.append(loss_sum.detach() / idx.size)
+                    losses.append((loss_sum.detach(), idx.size))
                 flat.add_(_noise(noise_rng, std, flat.numel(), flat.dtype)).div_(config.batch_size)
-                for p, g in zip(params, clipper.grads, strict=True):
-                    p.grad = g
                 base_opt.step()
     finally:
         for p in params:
             p.grad = None
-    return [float("nan") if v is None else float(v) for v in losses]
+    return [float("nan") if v is None else float(v[0]) / v[1] for v in losses]
 
 
 def _run_opacus(

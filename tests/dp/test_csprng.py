@@ -19,7 +19,7 @@ def test_uniforms_and_normals_have_the_stated_distributions() -> None:
     u = g.random(200_000)
     assert u.min() >= 0.0 and u.max() < 1.0
     assert stats.kstest(u, "uniform").pvalue > 1e-4
-    z = g.normal(0.0, 2.0, size=(300, 401))  # odd count: Box-Muller pairs are trimmed
+    z = g.normal(0.0, 2.0, size=(300, 401))  # odd count: polar-method pairs are trimmed
     assert z.shape == (300, 401)
     assert stats.kstest(z.ravel() / 2.0, "norm").pvalue > 1e-4
     assert abs(z.std() / 2.0 - 1) < 0.01 and abs(z.mean()) < 0.02
