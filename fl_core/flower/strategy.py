@@ -311,10 +311,9 @@ class PrivAggStrategy(Strategy):
         self._receive(
             pending, self._exchange(pending, Stage.CONSISTENCY, {s: m.to_bytes() for s, m in lists.items()})
         )
-        request = self._server(pending, lambda: session.request_unmask().to_bytes())
-        self._receive(
-            pending, self._exchange(pending, Stage.UNMASK, dict.fromkeys(session.survivors, request))
-        )
+        requests = self._server(pending, session.request_unmask_each)  # O(k) each without identity keys
+        unmask = {s: m.to_bytes() for s, m in requests.items()}
+        self._receive(pending, self._exchange(pending, Stage.UNMASK, unmask))
         ring_sum = self._server(pending, session.finish)
         pending.log.verified = not session.unverified
         survivors = tuple(session.survivors)
