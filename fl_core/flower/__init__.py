@@ -29,8 +29,18 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from fl_core.flower.accountant import PldAccountant
-from fl_core.flower.mod import privagg_mod
+from fl_core.flower.mod import node_epsilon, privagg_mod
+from fl_core.flower.protocol import dp_sgd_record
 from fl_core.flower.settings import FlowerPrivacy, privagg_config
 from fl_core.flower.strategy import PrivAggStrategy, RoundLog
 
-__all__ = ["FlowerPrivacy", "PldAccountant", "PrivAggStrategy", "RoundLog", "privagg_config", "privagg_mod"]
+__all__ = [
+    "FlowerPrivacy",
+    "PldAccountant",
+    "PrivAggStrategy",
+    "RoundLog",
+    "dp_sgd_record",
+    "node_epsilon",
+    "privagg_config",
+    "privagg_mod",
+]

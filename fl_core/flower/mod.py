@@ -17,6 +17,7 @@ process), serialized by `secagg.ClientSession.export_state` (no pickle).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import replace
 
@@ -26,10 +27,20 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
 import secagg
+from dp.accountant import PrivacyAccountant, event_from_dict
+from dp.errors import DPError
 from fl_core.errors import ConfigError, FLError
 from fl_core.flower import rounds
 from fl_core.flower.arrays import flatten, model_hash
-from fl_core.flower.protocol import RECORD, STATE_RECORD, RoundParams, Stage, reply_record
+from fl_core.flower.protocol import (
+    DP_SGD_RECORD,
+    LEDGER_RECORD,
+    RECORD,
+    STATE_RECORD,
+    RoundParams,
+    Stage,
+    reply_record,
+)
 from fl_core.flower.settings import FlowerPrivacy
 from fl_core.mechanisms import Mechanism
 from fl_core.privacy import PrivacySpec
@@ -55,7 +66,7 @@ def privagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
             return call_next(msg, context)
         params, payload = RoundParams.parse(rec)
         return _STAGES[params.stage](msg, context, call_next, privacy, params, payload)
-    except (FLError, secagg.SecAggError) as exc:
+    except (FLError, DPError, secagg.SecAggError) as exc:
         _forget(context)
         log.warning("privagg_mod refused a message: %s", exc)
         return Message(Error(code=REFUSED, reason=f"privagg: {type(exc).__name__}: {exc}"), reply_to=msg)
@@ -148,6 +159,8 @@ def _train(msg, context, call_next, privacy, p, payload) -> Message:  # type: ig
     if trained.has_error():
         _forget(context)
         return trained
+    if privacy.mode == "local":
+        _charge_dp_sgd(context, privacy, p, trained)
     update = _update(p, trained, global_vec)
     ctx = rounds.context(p)
     if hasattr(mech, "clip_norm"):  # adaptive clipping: the server's current norm (it is public)
@@ -169,6 +182,36 @@ def _train(msg, context, call_next, privacy, p, payload) -> Message:  # type: ig
     masked = session.masked_input(secagg.messages.decode(payload), x)
     _keep(context, p, session)
     return _reply(msg, masked.to_bytes())
+
+
+def _charge_dp_sgd(context: Context, privacy: FlowerPrivacy, p: RoundParams, trained: Message) -> None:
+    """dp.mode = "local": charge the train function's DP-SGD event to this node's own ledger (kept in
+    context.state); past dp.max_epsilon the update is dropped here and never leaves the node."""
+    rec = trained.content.config_records.get(DP_SGD_RECORD)
+    if rec is None or not isinstance(rec.get("event"), str):
+        raise ConfigError(
+            "dp.mode='local' but the train function's reply carries no DP-SGD event: add "
+            f"{DP_SGD_RECORD!r}: fl_core.flower.dp_sgd_record(event) to it"
+        )
+    try:
+        event = event_from_dict(json.loads(rec["event"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"the train function's DP-SGD event is malformed: {exc}") from None
+    d = privacy.config.dp
+    stored = context.state.config_records.get(LEDGER_RECORD)
+    ledger = (
+        PrivacyAccountant.from_json(str(stored["json"]))
+        if stored is not None
+        else PrivacyAccountant(delta=d.delta, max_epsilon=d.max_epsilon)
+    )
+    ledger.commit(event, label="dp-sgd local training", round_id=p.round)  # BudgetExceededError past the cap
+    context.state[LEDGER_RECORD] = ConfigRecord({"json": ledger.to_json(), "epsilon": ledger.epsilon()})
+
+
+def node_epsilon(context: Context) -> float:
+    """This node's sample-level epsilon so far under dp.mode = "local" (0.0 before its first round)."""
+    stored = context.state.config_records.get(LEDGER_RECORD)
+    return float(stored["epsilon"]) if stored is not None else 0.0
 
 
 def _only(records: dict, kind: str, where: str):  # type: ignore[no-untyped-def,type-arg]

@@ -9,15 +9,22 @@ lives in `context.state` (a SuperNode may start a fresh process for every messag
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 
+from dp_accounting import DpEvent
 from flwr.app import ConfigRecord
 
+from dp.accountant import event_to_dict
 from fl_core.errors import ConfigError
 
 RECORD = "privagg"
 STATE_RECORD = "privagg.secagg"
+#: the train function's DP-SGD event (dp.mode = "local"), read and stripped by the mod, never sent
+DP_SGD_RECORD = "privagg.dp_sgd"
+#: the node's own ledger of its DP-SGD events across rounds, in context.state
+LEDGER_RECORD = "privagg.ledger"
 MESSAGE_TYPE = "train"
 
 
@@ -95,3 +102,10 @@ class RoundParams:
 
 def reply_record(payload: bytes) -> ConfigRecord:
     return ConfigRecord({"payload": payload} if payload else {})
+
+
+def dp_sgd_record(event: DpEvent) -> ConfigRecord:
+    """What a train function adds to its reply under dp.mode = "local": the DpEvent its DP-SGD cost this
+    round (e.g. `fl_core.LocalDP.event(num_examples, round_config)`); the mod charges it to the node's
+    ledger and strips it before anything leaves the node."""
+    return ConfigRecord({"event": json.dumps(event_to_dict(event), sort_keys=True)})

@@ -75,10 +75,10 @@ class FlowerPrivacy:
 
     def spec(self, clients_per_round: int, num_clients: int) -> PrivacySpec:
         """The PrivacySpec of a round of `clients_per_round` out of `num_clients` nodes."""
-        if self.mode == "local":
+        if self.mode == "local" and self.config.dp.noise_multiplier is None:
             raise ConfigError(
-                "dp.mode='local' under Flower: run privagg's DP-SGD (fl_core.TorchClient with LocalDP) in "
-                "your train function; the plug-in handles client-level modes (none, central, distributed)"
+                "dp.mode='local' under Flower needs dp.noise_multiplier: the server cannot calibrate to a "
+                "target epsilon without the nodes' dataset sizes (each node keeps its own ledger)"
             )
         cap = self.config.secagg.weight_cap or DEFAULT_WEIGHT_CAP
         z = self.noise_multiplier(clients_per_round, num_clients)

@@ -178,7 +178,8 @@ class PrivAggStrategy(Strategy):
         assert mech is not None  # built in configure_train
         delta, _info = mech.server_side(sums, pending.ctx)
         released = delta is not None or mech.release_empty
-        mech.charge(pending.ctx, released=released, trained=sums.survivors)
+        if not mech.needs_local_events:  # local DP-SGD: each node charges its own ledger (privagg_mod)
+            mech.charge(pending.ctx, released=released, trained=sums.survivors)
         record.survivors = len(sums.survivors)
         self._log_epsilon(record)
         self.history.append(record)
@@ -222,7 +223,7 @@ class PrivAggStrategy(Strategy):
 
     def _log_epsilon(self, record: RoundLog) -> None:
         mech = self.mechanism
-        if mech is None or self.privacy.mode == "none":
+        if mech is None or self.privacy.mode in ("none", "local"):
             return
         record.epsilon = mech.epsilon()
         record.epsilon_by_adversary = self.epsilons()

@@ -16,7 +16,7 @@ def _train(context: Context, global_vec: np.ndarray, server_round: int) -> tuple
     from privagg_flower import task  # the example app's task (PYTHONPATH has examples/flower_app)
 
     cfg = task.app_config(context.run_config)
-    return task.train(cfg, int(context.node_config["partition-id"]), global_vec, server_round)
+    return task.train(cfg, int(context.node_config["partition-id"]), global_vec, server_round)[:3]
 
 
 def _message_app(mods: list) -> ClientApp:  # type: ignore[type-arg]

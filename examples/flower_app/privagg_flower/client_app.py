@@ -5,8 +5,9 @@ from __future__ import annotations
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fl_core.flower import privagg_mod
+from fl_core.flower import dp_sgd_record, privagg_mod
 from fl_core.flower.arrays import flatten, unflatten
+from fl_core.flower.protocol import DP_SGD_RECORD
 
 app = ClientApp()
 
@@ -19,6 +20,9 @@ def train(msg: Message, context: Context) -> Message:
     arrays = msg.content["arrays"]
     server_round = int(msg.content["config"]["server-round"])
     pid = int(context.node_config["partition-id"])
-    weights, count, loss = task.train(cfg, pid, flatten(arrays), server_round)
+    weights, count, loss, event = task.train(cfg, pid, flatten(arrays), server_round)
     metrics = MetricRecord({"num-examples": count, "train_loss": loss})
-    return Message(RecordDict({"arrays": unflatten(weights, arrays), "metrics": metrics}), reply_to=msg)
+    content = RecordDict({"arrays": unflatten(weights, arrays), "metrics": metrics})
+    if event is not None:  # dp.mode = "local": the mod charges it to this node's ledger, then strips it
+        content[DP_SGD_RECORD] = dp_sgd_record(event)
+    return Message(content, reply_to=msg)

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from dp_accounting import DpEvent
 from flwr.app import Array, ArrayRecord
 
 from fl_core.config import RunConfig
 from fl_core.experiment import client_partition, resolve_dataset, resolve_model
 from fl_core.flower import privagg_config
 from fl_core.models import get_flat
-from fl_core.torch_client import TorchClient
+from fl_core.torch_client import LocalDP, TorchClient
 from fl_core.types import RoundConfig
 
 
@@ -48,18 +49,22 @@ def _dataset(cfg: RunConfig) -> Any:
 
 
 def client(cfg: RunConfig, partition_id: int) -> TorchClient:
-    """This node's client: its slice of the seeded split (the same split `privagg run` makes)."""
+    """This node's client: its slice of the seeded split (the same split `privagg run` makes); under
+    dp.mode = "local" its training is privagg's DP-SGD (Opacus, Poisson batches)."""
     ds, parts = _cached(cfg.model_dump_json())
     if not 0 <= partition_id < len(parts):
         raise ValueError(f"partition-id {partition_id} outside 0..{len(parts) - 1} (data.num_clients)")
     idx = parts[partition_id]
-    return TorchClient(partition_id, ds.x_train[idx], ds.y_train[idx], ds.task, _model(cfg))
+    d = cfg.dp
+    local = LocalDP(d.noise_multiplier or 1.0, d.clip_norm, d.delta, d.seed) if d.mode == "local" else None
+    return TorchClient(partition_id, ds.x_train[idx], ds.y_train[idx], ds.task, _model(cfg), dp_sgd=local)
 
 
 def train(
     cfg: RunConfig, partition_id: int, global_vec: np.ndarray, server_round: int
-) -> tuple[np.ndarray, int, float]:
-    """Local SGD from the global weights: (trained weights, example count, mean training loss)."""
+) -> tuple[np.ndarray, int, float, DpEvent | None]:
+    """Local training from the global weights: (trained weights, example count, mean training loss, the
+    DP-SGD event it cost or None)."""
     t = cfg.train
     rc = RoundConfig(
         round=server_round, local_epochs=t.local_epochs, batch_size=t.batch_size, lr=t.lr,
@@ -67,7 +72,8 @@ def train(
     )  # fmt: skip
     c = client(cfg, partition_id)
     update = c.fit(global_vec, rc)
-    return global_vec + update.delta, update.num_examples, float(update.metrics["train_loss"])
+    event = c.dp_sgd.event(c.num_examples, rc) if c.dp_sgd is not None else None
+    return global_vec + update.delta, update.num_examples, float(update.metrics["train_loss"]), event
 
 
 def evaluate(cfg: RunConfig, weights: np.ndarray) -> dict[str, float]:

@@ -78,3 +78,30 @@ def test_the_app_runs_with_distributed_dp_and_reports_epsilon(app_modules) -> No
     main(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=rc))
     assert not grid.errors
     assert isinstance(task.initial_arrays(task.app_config(rc)), ArrayRecord)
+
+
+def test_the_app_runs_privaggs_dp_sgd_on_each_node(app_modules) -> None:
+    """dp.mode = "local": each node's training is privagg's DP-SGD and its ledger, in its context.state,
+    holds exactly the DP-SGD event of its one round."""
+    from dp.accountant import PrivacyAccountant
+    from fl_core.flower import node_epsilon
+
+    client_app, task = app_modules
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+    rc = flat(tomllib.loads((APP / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"])
+    rc.update({"dp.mode": "local", "dp.noise_multiplier": 1.0, "num-server-rounds": 1, "data.num_clients": 4})
+    cfg = task.app_config(rc)
+    grid = LocalGrid(client_app.app, 4, rc)
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), rc)
+    strategy.start(grid=grid, initial_arrays=task.initial_arrays(cfg), num_rounds=1)
+    assert not grid.errors and strategy.history[0].survivors == 4
+    for nid in grid.node_ids:
+        c = task.client(cfg, nid - 1)
+        from fl_core.types import RoundConfig
+
+        t = cfg.train
+        rcfg = RoundConfig(round=1, local_epochs=t.local_epochs, batch_size=t.batch_size, lr=t.lr, seed=0)
+        want = PrivacyAccountant(delta=cfg.dp.delta)
+        want.commit(c.dp_sgd.event(c.num_examples, rcfg))
+        ctx = Context(run_id=1, node_id=nid, node_config={}, state=grid._state[nid], run_config=rc)
+        assert node_epsilon(ctx) == pytest.approx(want.epsilon(), rel=1e-9) and node_epsilon(ctx) > 0

@@ -235,3 +235,70 @@ def test_bad_configs_are_refused_with_a_reason() -> None:
         PrivAggStrategy(object(), {})  # type: ignore[arg-type]
     assert privagg_config({"num-server-rounds": 7, "lr": 0.1, "dp.clip_norm": 2.0}).dp.clip_norm == 2.0
     assert privagg_config({"num-server-rounds": 7}).run.rounds == 7
+
+
+def make_dp_sgd_app(event) -> ClientApp:  # type: ignore[no-untyped-def]
+    """The toy app's train step, reporting `event` as its DP-SGD cost (or no event when None)."""
+    from fl_core.flower import dp_sgd_record
+    from fl_core.flower.protocol import DP_SGD_RECORD
+
+    app = ClientApp()
+
+    @app.train(mods=[privagg_mod])
+    def train(msg: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        arrays = msg.content["arrays"]
+        out = ArrayRecord(array_dict={k: Array(a.numpy() + step(pid)) for k, a in arrays.items()})
+        content = RecordDict({"arrays": out, "metrics": MetricRecord({"num-examples": 10})})
+        if event is not None:
+            content[DP_SGD_RECORD] = dp_sgd_record(event)
+        return Message(content, reply_to=msg)
+
+    return app
+
+
+def test_local_dp_sgd_is_charged_to_each_nodes_own_ledger_and_capped_there() -> None:
+    """dp.mode = "local": each node charges its train function's DP-SGD event to a ledger in its own
+    context.state; past dp.max_epsilon it drops its update itself (the round aborts: too few survivors).
+    The event never leaves the node."""
+    from dp.accountant import PrivacyAccountant
+    from dp.events import dp_sgd
+    from fl_core.flower import node_epsilon
+
+    event = dp_sgd(1.0, 0.1, 50)
+    one = PrivacyAccountant(delta=1e-5)
+    one.commit(event)
+    two = PrivacyAccountant(delta=1e-5)
+    two.commit(event, count=2)
+    cap = (one.epsilon() + two.epsilon()) / 2  # round 1 fits, round 2 would not
+    rc = {"secagg.enabled": True, "dp.mode": "local", "dp.noise_multiplier": 1.0, "dp.max_epsilon": cap}
+    grid = LocalGrid(make_dp_sgd_app(event), N, rc)
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), rc)
+    replies: list[Message] = []
+    send = grid.send_and_receive
+
+    def spy(messages, *, timeout=None):
+        out = list(send(messages, timeout=timeout))
+        replies.extend(out)
+        return out
+
+    grid.send_and_receive = spy  # type: ignore[method-assign]
+    result = strategy.start(grid=grid, initial_arrays=init(), num_rounds=2)
+    first, second = strategy.history
+    assert first.survivors == N and second.aborted is not None  # every node refused round 2 itself
+    for nid in grid.node_ids:
+        ctx = Context(run_id=1, node_id=nid, node_config={}, state=grid._state[nid], run_config=rc)
+        assert node_epsilon(ctx) == pytest.approx(one.epsilon(), rel=1e-9)
+    assert all(list(r.content.config_records) == [RECORD] for r in replies if r.has_content())
+    for a in result.arrays.values():  # round 1's unweighted mean step only
+        np.testing.assert_allclose(a.numpy(), np.mean([step(p) for p in range(N)]), atol=1e-6)
+
+
+def test_local_mode_without_a_dp_sgd_event_is_refused() -> None:
+    rc = {"secagg.enabled": True, "dp.mode": "local", "dp.noise_multiplier": 1.0}
+    grid = LocalGrid(make_dp_sgd_app(None), 3, rc)
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), rc)
+    strategy.start(grid=grid, initial_arrays=init(), num_rounds=1)
+    assert strategy.history[0].aborted is not None and strategy.history[0].survivors == 0
+    with pytest.raises(ConfigError, match="noise_multiplier"):
+        PrivAggStrategy(FedAvg(), {"dp.mode": "local", "dp.target_epsilon": 3.0}).privacy.spec(3, 3)
