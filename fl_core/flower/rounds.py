@@ -16,17 +16,12 @@ from fl_core.flower.protocol import RoundParams
 from fl_core.flower.settings import FlowerPrivacy
 from fl_core.mechanisms import Mechanism, RoundContext, VectorLayout, build_mechanism
 from fl_core.privacy import PrivacySpec
-from fl_core.sampling import ClientSampler
-
-
-def sampler_for(n: int, population: int) -> ClientSampler:
-    """A round's cohort as a fixed-size sample of n out of the `population` nodes the grid knew."""
-    return ClientSampler(num_clients=population, mode="fixed", clients_per_round=n)
 
 
 def build(privacy: FlowerPrivacy, dim: int, n: int, population: int) -> tuple[PrivacySpec, Mechanism]:
+    """The round's spec and mechanism; its sampler is how privagg drew the n of `population` nodes."""
     spec = privacy.spec(n, population)
-    return spec, build_mechanism(spec, dim=dim, sampler=sampler_for(n, population))
+    return spec, build_mechanism(spec, dim=dim, sampler=privacy.sampler(n, population))
 
 
 def packer(spec: PrivacySpec) -> SecureAggregator:

@@ -8,7 +8,6 @@ privagg section (Flower's own `num-server-rounds`, the app's keys) are left alon
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from fl_core.config import RunConfig, build_config, set_dotted
 from fl_core.errors import ConfigError
 from fl_core.privacy import PrivacySpec, spec_from_config
+from fl_core.sampling import ClientSampler
 
 SECTIONS = frozenset(RunConfig.model_fields)
 DEFAULT_WEIGHT_CAP = 1000
@@ -56,6 +56,16 @@ class FlowerPrivacy:
     def mode(self) -> str:
         return self.config.dp.mode
 
+    def sampler(self, n: int, population: int) -> ClientSampler:
+        """How this round's cohort was drawn, as the accountant must see it: privagg draws it itself
+        (`PrivAggStrategy`, from the OS's CSPRNG) by `sampling.mode`: "poisson" with `sampling.rate`
+        (amplification against observers of the model), or "fixed" with `sampling.clients_per_round`
+        (every node when unset, as here: n of `population`)."""
+        s = self.config.sampling
+        if s.mode == "poisson":
+            return ClientSampler(num_clients=population, mode="poisson", rate=s.rate)
+        return ClientSampler(num_clients=max(population, n), mode="fixed", clients_per_round=max(n, 1))
+
     def noise_multiplier(self, clients_per_round: int, num_clients: int) -> float:
         """z as configured, or calibrated to dp.target_epsilon over run.rounds (the same rules as
         `privagg run`: distributed mode calibrates against the server, Gaussian(z/2) every round)."""
@@ -68,7 +78,8 @@ class FlowerPrivacy:
         try:
             if d.mode == "distributed":
                 return 2.0 * calibrate_noise(d.target_epsilon, d.delta, 1.0, self.config.run.rounds)
-            rate = clients_per_round / num_clients
+            sampler = self.sampler(clients_per_round, num_clients)
+            rate = sampler.rate if sampler.mode == "poisson" else clients_per_round / num_clients
             return calibrate_noise(d.target_epsilon, d.delta, rate, self.config.run.rounds)
         except DPError as exc:
             raise ConfigError(f"dp.target_epsilon={d.target_epsilon}: {exc}") from None
@@ -83,8 +94,3 @@ class FlowerPrivacy:
         cap = self.config.secagg.weight_cap or DEFAULT_WEIGHT_CAP
         z = self.noise_multiplier(clients_per_round, num_clients)
         return spec_from_config(self.config, z, cap)
-
-
-def cohort_floor(n: int, dropout_tolerance: float) -> int:
-    """The fewest survivors a round of n started clients may finish with under a dropout tolerance."""
-    return max(2, math.ceil((1.0 - dropout_tolerance) * n))

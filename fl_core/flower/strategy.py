@@ -116,10 +116,20 @@ class PrivAggStrategy(Strategy):
         self._grid, self._pending = grid, None
         if self.stopped:
             return []
-        msgs = list(self.inner.configure_train(server_round, arrays, config, grid))
+        nodes = sorted(grid.get_node_ids())
+        offered = self._sample(nodes)
+        floor = max(
+            2, *(int(getattr(self.inner, a, 0) or 0) for a in ("min_available_nodes", "min_train_nodes"))
+        )
+        if len(offered) < floor:  # the inner strategy would wait for nodes it is never offered
+            log.warning("privagg round %d: %d of %d nodes sampled, fewer than %d: round skipped",
+                        server_round, len(offered), len(nodes), floor)  # fmt: skip
+            self.history.append(RoundLog(server_round, len(offered), len(nodes), aborted="cohort too small"))
+            return []
+        msgs = list(self.inner.configure_train(server_round, arrays, config, _Offered(grid, offered)))
         if not msgs:
             return []
-        population = max(len(list(grid.get_node_ids())), len(msgs))
+        population = max(len(nodes), len(msgs))
         weights = flatten(arrays)
         mech = self._mechanism(weights.size, len(msgs), population)
         round_id = secrets.token_bytes(16)
@@ -213,8 +223,20 @@ class PrivAggStrategy(Strategy):
         elif self.mechanism.dim != dim:
             raise ConfigError(f"the model changed size between rounds ({self.mechanism.dim} -> {dim})")
         else:
-            self.mechanism.sampler = rounds.sampler_for(n, population)
+            self.mechanism.sampler = self.privacy.sampler(n, population)
         return self.mechanism
+
+    def _sample(self, nodes: list[int]) -> list[int]:
+        """This round's cohort, drawn by privagg from the OS's CSPRNG (so amplification by sampling is
+        claimed only for a sample privagg drew): Poisson with `sampling.rate`, or `clients_per_round`
+        uniformly without replacement, or every node (the default). The inner strategy is offered these
+        nodes only and should take all of them (e.g. FedAvg(fraction_train=1.0))."""
+        s = self.privacy.config.sampling
+        rng = secrets.SystemRandom()
+        if s.mode == "poisson":
+            return [n for n in nodes if rng.random() < s.rate]
+        m = s.clients_per_round
+        return nodes if m is None or m >= len(nodes) else sorted(rng.sample(nodes, m))
 
     def epsilons(self) -> dict[str, float]:
         """epsilon so far against each adversary (empty without DP)."""
@@ -393,3 +415,41 @@ class PrivAggStrategy(Strategy):
         if record.epsilon is not None:
             out["privagg.epsilon"] = record.epsilon
         return MetricRecord(out)
+
+
+class _Offered(Grid):
+    """The round's Grid as the inner strategy sees it: only the nodes privagg sampled are connected."""
+
+    def __init__(self, grid: Grid, nodes: list[int]) -> None:
+        self._grid, self._nodes = grid, list(nodes)
+
+    def set_run(self, run: Any) -> None:
+        self._grid.set_run(run)
+
+    @property
+    def run(self) -> Any:
+        return self._grid.run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self._nodes)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self._grid.send_and_receive(messages, timeout=timeout)

@@ -302,3 +302,42 @@ def test_local_mode_without_a_dp_sgd_event_is_refused() -> None:
     assert strategy.history[0].aborted is not None and strategy.history[0].survivors == 0
     with pytest.raises(ConfigError, match="noise_multiplier"):
         PrivAggStrategy(FedAvg(), {"dp.mode": "local", "dp.target_epsilon": 3.0}).privacy.spec(3, 3)
+
+
+def test_privagg_draws_the_cohort_and_charges_the_sampling_it_did() -> None:
+    """sampling.clients_per_round = 4 of 8: privagg draws each cohort (the inner FedAvg takes what it is
+    offered) and charges SampledWithoutReplacement(4 of 8) against observers, Gaussian(z/2) against the
+    server; sampling.mode = poisson charges PoissonSampled(q)."""
+    from dp.accountant import PrivacyAccountant
+    from dp.events import fixed_cohort_round, gaussian, poisson_round
+
+    rc = {"secagg.enabled": True, "dp.mode": "distributed", "dp.noise_multiplier": 2.0,
+          "sampling.clients_per_round": 4, "data.num_clients": 8}  # fmt: skip
+    strategy, _, _ = run(rc, rounds=3, nodes=8)
+    assert [r.started for r in strategy.history] == [4, 4, 4]
+    observer = PrivacyAccountant(delta=1e-5, neighbouring="replace")
+    observer.commit(fixed_cohort_round(2.0, 4, 8), count=3)
+    server = PrivacyAccountant(delta=1e-5)
+    server.commit(gaussian(1.0), count=3)
+    eps = strategy.epsilons()
+    assert eps["observer_of_model"] == pytest.approx(observer.epsilon(), rel=1e-9)
+    assert eps["server_knowing_cohort"] == pytest.approx(server.epsilon(), rel=1e-9)
+
+    rc = {"secagg.enabled": True, "dp.mode": "distributed", "dp.noise_multiplier": 2.0,
+          "sampling.mode": "poisson", "sampling.rate": 0.5, "data.num_clients": 8}  # fmt: skip
+    grid = LocalGrid(make_app(), 8, rc)
+    inner = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
+    strategy = PrivAggStrategy(inner, rc)
+    strategy.start(grid=grid, initial_arrays=init(), num_rounds=3)
+    released = [r for r in strategy.history if r.aborted is None]
+    observer = PrivacyAccountant(delta=1e-5)
+    observer.commit(poisson_round(2.0, 0.5), count=len(released))
+    assert strategy.epsilons()["observer_of_model"] == pytest.approx(observer.epsilon(), rel=1e-9)
+
+
+def test_a_sampled_cohort_below_the_inner_strategys_minimum_skips_the_round_instead_of_waiting() -> None:
+    rc = {"secagg.enabled": True, "sampling.mode": "poisson", "sampling.rate": 0.01, "data.num_clients": 6}
+    strategy, result, _ = run(rc, rounds=2)
+    assert all(r.aborted == "cohort too small" for r in strategy.history)
+    for a in result.arrays.values():
+        assert not a.numpy().any()
