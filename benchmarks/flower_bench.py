@@ -14,8 +14,8 @@ contenders alternated on the same deployment; per-round wall = the ServerApp's w
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import re
 import statistics
 import sys
 import time
@@ -56,17 +56,16 @@ def in_process_bytes(contender: str, nodes: int) -> tuple[float, float]:
 
 def deployed_round_wall(dep, contender: str, nodes: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
     rc = run_config(contender, nodes, rounds)
+    result = dep.dir / f"result-{contender}-{time.monotonic_ns()}.json"
+    rc["result-file"] = str(result)
     settings = " ".join(f"{k}={_toml(v)}" for k, v in rc.items())
-    proc = dep.run(APP, run_config=settings)
-    proc.wait(timeout=3600)
-    text = dep.log("run")
-    m = re.findall(rf"bench {contender}: (\d+) nodes, (\d+) rounds, ([0-9.]+) s wall", text)
-    if not m:
-        raise RuntimeError(f"{contender} did not finish:\n{text[-2000:]}")
-    n, r, wall = m[-1]
-    if int(n) != nodes:
-        raise RuntimeError(f"{contender} ran with {n} of {nodes} nodes")
-    return float(wall) / int(r)
+    dep.run(APP, run_config=settings)
+    if not dep.wait_for_file(result, 3600):
+        raise RuntimeError(f"{contender} did not finish:\n{dep.log(dep.last_run)[-2000:]}")
+    got = json.loads(result.read_text())
+    if got["nodes"] != nodes:
+        raise RuntimeError(f"{contender} ran with {got['nodes']} of {nodes} nodes")
+    return float(got["wall_s"]) / int(got["rounds"])
 
 
 def _toml(v: object) -> str:

@@ -71,11 +71,14 @@ class LocalDeployment:
         }
         self.startup_timeout = startup_timeout
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.last_run = "run"
 
     # -- processes ---------------------------------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        with open(self.dir / f"{name}.log", "wb") as log:
-            p = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        with open(self.dir / f"{name}.log", "wb") as log:  # its own process group: Flower's children too
+            p = subprocess.Popen(
+                args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True
+            )
         self.procs[name] = p
         return p
 
@@ -123,36 +126,49 @@ class LocalDeployment:
         return self
 
     def run(self, app: str | Path, *, run_config: str = "") -> subprocess.Popen[bytes]:
-        """`flwr run APP local --stream` (log: `self.log("run")`); waits first until every node registered."""
+        """`flwr run APP local --stream` (log: `self.log(self.last_run)`, "run" for the first); waits first
+        until every node registered."""
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline and self._registered() < self.num_nodes:
             time.sleep(0.5)
         args = [str(self.bin / "flwr"), "run", str(app), "local", "--stream"]
         if run_config:
             args += ["--run-config", run_config]
-        return self._start("run", args)
+        runs = sum(1 for name in self.procs if name.startswith("run"))
+        self.last_run = "run" if runs == 0 else f"run{runs + 1}"  # each run's own log and PID
+        return self._start(self.last_run, args)
 
     def _registered(self) -> int:
         return sum(1 for i in range(self.num_nodes) if "SuperNode ID:" in self.log(f"supernode{i}"))
 
+    def wait_for_file(self, path: Path, timeout: float) -> bool:
+        """True once `path` exists (a ServerApp's summary: the log stream may end before the run does)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return True
+            time.sleep(0.5)
+        return path.exists()
+
     def kill(self, name: str) -> None:
-        """SIGKILL one process (a node that dies without a goodbye)."""
+        """SIGKILL one process and the processes it started (a node that dies without a goodbye)."""
         p = self.procs[name]
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.wait(timeout=10)
+        _signal_group(p, signal.SIGKILL)
+        p.wait(timeout=10)
 
     def stop(self) -> None:
-        """SIGTERM every process started here (SIGKILL after 20 s), each by its PID."""
+        """SIGTERM every process started here and its process group (the ServerApp and ClientApp processes
+        Flower spawned), by PID; SIGKILL after 20 s."""
         for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            _signal_group(p, signal.SIGTERM)
         for p in self.procs.values():
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                p.kill()
+                _signal_group(p, signal.SIGKILL)
                 p.wait()
+        for p in self.procs.values():  # children that outlived their parent
+            _signal_group(p, signal.SIGKILL)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -160,3 +176,11 @@ class LocalDeployment:
         self.stop()
         if self._own_dir and exc is None:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+    """Send `sig` to the process group `p` leads (started with start_new_session), ignoring a gone group."""
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -74,6 +74,9 @@ class _Pending:
     train_msgs: list[Message]
     session: secagg.ServerSession | None
     log: RoundLog
+    grid: Grid
+    spec: PrivacySpec
+    mech: Mechanism
 
 
 class PrivAggStrategy(Strategy):
@@ -99,7 +102,6 @@ class PrivAggStrategy(Strategy):
         self.mechanism: Mechanism | None = None
         self.stopped: str | None = None
         self.history: list[RoundLog] = []
-        self._grid: Grid | None = None
         self._pending: _Pending | None = None
 
     # -- Flower's Strategy interface -------------------------------------------------------------
@@ -113,7 +115,7 @@ class PrivAggStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self._grid, self._pending = grid, None
+        self._pending = None
         if self.stopped:
             return []
         nodes = sorted(grid.get_node_ids())
@@ -131,7 +133,7 @@ class PrivAggStrategy(Strategy):
             return []
         population = max(len(nodes), len(msgs))
         weights = flatten(arrays)
-        mech = self._mechanism(weights.size, len(msgs), population)
+        spec, mech = self._mechanism(weights.size, len(msgs), population)
         round_id = secrets.token_bytes(16)
         params = RoundParams(
             Stage.ADVERTISE_KEYS, server_round, 0, len(msgs), population, weights.size, round_id,
@@ -147,7 +149,7 @@ class PrivAggStrategy(Strategy):
             self.history.append(record)
             return []
         nodes = {m.metadata.dst_node_id: i for i, m in enumerate(msgs)}
-        pending = _Pending(params, ctx, nodes, arrays, weights, msgs, None, record)
+        pending = _Pending(params, ctx, nodes, arrays, weights, msgs, None, record, grid, spec, mech)
         self._pending = pending
         payload: dict[int, bytes] = dict.fromkeys(nodes.values(), b"")
         if self.privacy.secagg:
@@ -184,8 +186,7 @@ class PrivAggStrategy(Strategy):
         except _ABORTS as exc:
             self._abort(pending, exc)
             return None, self._metrics(record)
-        mech = self.mechanism
-        assert mech is not None  # built in configure_train
+        mech = pending.mech
         delta, _info = mech.server_side(sums, pending.ctx)
         released = delta is not None or mech.release_empty
         if not mech.needs_local_events:  # local DP-SGD: each node charges its own ledger (privagg_mod)
@@ -215,16 +216,17 @@ class PrivAggStrategy(Strategy):
         return self.inner.aggregate_evaluate(server_round, replies)
 
     # -- privacy ---------------------------------------------------------------------------------
-    def _mechanism(self, dim: int, n: int, population: int) -> Mechanism:
+    def _mechanism(self, dim: int, n: int, population: int) -> tuple[PrivacySpec, Mechanism]:
         """Built at the first round (the model size is known then), kept across rounds (its accountants and
         clip norm); each round's sampler is that round's cohort of n out of the population."""
-        if self.mechanism is None:
-            self.spec, self.mechanism = rounds.build(self.privacy, dim, n, population)
-        elif self.mechanism.dim != dim:
-            raise ConfigError(f"the model changed size between rounds ({self.mechanism.dim} -> {dim})")
-        else:
-            self.mechanism.sampler = self.privacy.sampler(n, population)
-        return self.mechanism
+        spec, mech = self.spec, self.mechanism
+        if spec is None or mech is None:
+            spec, mech = rounds.build(self.privacy, dim, n, population)
+            self.spec, self.mechanism = spec, mech
+        elif mech.dim != dim:
+            raise ConfigError(f"the model changed size between rounds ({mech.dim} -> {dim})")
+        mech.sampler = self.privacy.sampler(n, population)
+        return spec, mech
 
     def _sample(self, nodes: list[int]) -> list[int]:
         """This round's cohort, drawn by privagg from the OS's CSPRNG (so amplification by sampling is
@@ -262,8 +264,7 @@ class PrivAggStrategy(Strategy):
     def _exchange(self, pending: _Pending, stage: Stage, payloads: Mapping[int, bytes]) -> dict[int, bytes]:
         """One message round: each node in `payloads` gets its payload; returns the replies' payloads by
         secagg id. A node that does not answer in time, or answers with an error, has dropped."""
-        grid = self._grid
-        assert grid is not None
+        grid = pending.grid
         by_sid = {sid: node for node, sid in pending.nodes.items()}
         out = []
         for sid, payload in payloads.items():
@@ -291,7 +292,8 @@ class PrivAggStrategy(Strategy):
 
     def _receive(self, pending: _Pending, answers: Mapping[int, bytes]) -> None:
         session = pending.session
-        assert session is not None
+        if session is None:
+            raise secagg.StageError("no secure aggregation session in this round")
         for sid, payload in sorted(answers.items()):
             c0 = time.thread_time()
             try:
@@ -315,8 +317,7 @@ class PrivAggStrategy(Strategy):
 
     def _setup_secagg(self, pending: _Pending) -> dict[int, bytes]:
         """Advertise keys and share keys; returns each surviving node's routed shares (its TRAIN payload)."""
-        assert self.spec is not None and self.mechanism is not None
-        cfg = rounds.secagg_config(self.spec, self.mechanism, pending.params)
+        cfg = rounds.secagg_config(pending.spec, pending.mech, pending.params)
         pending.session = secagg.ServerSession(cfg)
         everyone = dict.fromkeys(pending.nodes.values(), b"")
         self._receive(pending, self._exchange(pending, Stage.ADVERTISE_KEYS, everyone))
@@ -327,8 +328,9 @@ class PrivAggStrategy(Strategy):
         return {sid: m.to_bytes() for sid, m in routed.items()}
 
     def _finish_secagg(self, pending: _Pending, answers: Mapping[int, bytes]) -> Sums:
-        session, spec, mech = pending.session, self.spec, self.mechanism
-        assert session is not None and spec is not None and mech is not None
+        session, spec, mech = pending.session, pending.spec, pending.mech
+        if session is None:
+            raise secagg.StageError("no secure aggregation session in this round")
         self._receive(pending, answers)
         lists = self._server(pending, session.request_consistency)
         self._receive(
@@ -352,8 +354,7 @@ class PrivAggStrategy(Strategy):
     def _plain_sum(self, pending: _Pending, answers: Mapping[int, bytes]) -> Sums:
         """secagg off (dp.mode none or central): each node's packed vector in the clear; the server enforces
         the mechanism's sensitivity itself (unit weight and a re-clip under DP) before summing."""
-        assert self.spec is not None and self.mechanism is not None
-        lay, mech = rounds.layout(self.spec, self.mechanism), self.mechanism
+        lay, mech = rounds.layout(pending.spec, pending.mech), pending.mech
         total = np.zeros(lay.size)
         survivors = []
         for sid, payload in sorted(answers.items()):
@@ -376,15 +377,14 @@ class PrivAggStrategy(Strategy):
     def _sums(
         self, body: np.ndarray, slots: Mapping[str, float], survivors: tuple[int, ...], pending: _Pending
     ) -> Sums:
-        assert self.spec is not None and self.mechanism is not None
         return Sums(
             body,
             slots.get("weight", 0.0),
-            slots.get("loss", 0.0) * self.spec.metric_scale,
+            slots.get("loss", 0.0) * pending.spec.metric_scale,
             slots.get("indicator", 0.0),
             survivors,
             pending.params.n,
-            clipped_coords=round(slots.get("beyond", 0.0) * self.mechanism.dim),
+            clipped_coords=round(slots.get("beyond", 0.0) * pending.mech.dim),
         )
 
     def _reply_metrics(self, mech: Mechanism, sums: Sums) -> MetricRecord:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 from flwr.app import ArrayRecord, Context
 from flwr.common import ndarrays_to_parameters
@@ -52,4 +54,10 @@ def main(grid: Grid, context: Context) -> None:
         result = strategy.start(grid=grid, initial_arrays=init, num_rounds=rounds, timeout=timeout)
         acc = task.evaluate(cfg, flatten(result.arrays if isinstance(result.arrays, ArrayRecord) else init))
         log.info("bench accuracy %.4f", acc["accuracy"])
-    log.info("bench %s: %d nodes, %d rounds, %.3f s wall", contender, nodes, rounds, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    log.info("bench %s: %d nodes, %d rounds, %.3f s wall", contender, nodes, rounds, wall)
+    out = str(rc.get("result-file", ""))
+    if out:  # the driver waits for this file (Flower's log stream can end before the run does)
+        tmp = Path(out).with_suffix(".partial")
+        tmp.write_text(json.dumps({"contender": contender, "nodes": nodes, "rounds": rounds, "wall_s": wall}))
+        tmp.replace(out)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
@@ -40,3 +43,13 @@ def main(grid: Grid, context: Context) -> None:
         log.info(line, r.round, r.survivors, r.started, r.aborted)
     final = result.evaluate_metrics_serverapp.get(rounds)
     log.info("privagg: final accuracy %s, epsilon %s", final, strategy.epsilons())
+    summary_file = str(context.run_config.get("summary-file", ""))
+    if summary_file:  # what the run did, for scripts and tests (written last: its presence means done)
+        summary = {
+            "rounds": [dataclasses.asdict(r) for r in strategy.history],
+            "final": dict(final) if final is not None else None,
+            "epsilon": strategy.epsilons(),
+        }
+        tmp = Path(summary_file).with_suffix(".partial")
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(summary_file)
