@@ -132,6 +132,7 @@ class PrivAggStrategy(Strategy):
         if not msgs:
             return []
         population = max(len(nodes), len(msgs))
+        arrays = _one_model(msgs, arrays)
         weights = flatten(arrays)
         spec, mech = self._mechanism(weights.size, len(msgs), population)
         round_id = secrets.token_bytes(16)
@@ -148,10 +149,10 @@ class PrivAggStrategy(Strategy):
             record.aborted = f"budget: {reason}"
             self.history.append(record)
             return []
-        nodes = {m.metadata.dst_node_id: i for i, m in enumerate(msgs)}
-        pending = _Pending(params, ctx, nodes, arrays, weights, msgs, None, record, grid, spec, mech)
+        sids = {m.metadata.dst_node_id: i for i, m in enumerate(msgs)}
+        pending = _Pending(params, ctx, sids, arrays, weights, msgs, None, record, grid, spec, mech)
         self._pending = pending
-        payload: dict[int, bytes] = dict.fromkeys(nodes.values(), b"")
+        payload: dict[int, bytes] = dict.fromkeys(sids.values(), b"")
         if self.privacy.secagg:
             try:
                 payload = self._setup_secagg(pending)
@@ -159,7 +160,7 @@ class PrivAggStrategy(Strategy):
                 return self._abort(pending, exc)
         out = []
         for m in msgs:  # Flower's strategies share one RecordDict among their messages: one each here
-            sid = nodes[m.metadata.dst_node_id]
+            sid = sids[m.metadata.dst_node_id]
             if sid in payload:
                 content = RecordDict(dict(m.content.items()))
                 content[RECORD] = self._params(pending, Stage.TRAIN, sid).record(payload[sid])
@@ -415,6 +416,26 @@ class PrivAggStrategy(Strategy):
         if record.epsilon is not None:
             out["privagg.epsilon"] = record.epsilon
         return MetricRecord(out)
+
+
+def _one_model(msgs: list[Message], arrays: ArrayRecord) -> ArrayRecord:
+    """The one model the inner strategy sends every node (what secagg binds and the deltas are taken
+    from); ConfigError when it sends different models to different nodes or none at all."""
+    seen: dict[int, bytes] = {}
+    first: ArrayRecord | None = None
+    for m in msgs:
+        recs = list(m.content.array_records.values())
+        if len(recs) != 1:
+            raise ConfigError(f"the inner strategy's train message holds {len(recs)} ArrayRecords, not 1")
+        if id(recs[0]) not in seen:
+            seen[id(recs[0])] = model_hash(recs[0])
+        first = first or recs[0]
+    if len(set(seen.values())) > 1:
+        raise ConfigError(
+            "the inner strategy sent different models to different nodes: secure aggregation sums updates "
+            "of one model (the hash of the model is bound into every node's keys)"
+        )
+    return first if first is not None else arrays
 
 
 class _Offered(Grid):

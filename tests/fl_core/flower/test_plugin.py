@@ -341,3 +341,20 @@ def test_a_sampled_cohort_below_the_inner_strategys_minimum_skips_the_round_inst
     assert all(r.aborted == "cohort too small" for r in strategy.history)
     for a in result.arrays.values():
         assert not a.numpy().any()
+
+
+def test_an_inner_strategy_that_sends_nodes_different_models_is_refused() -> None:
+    class Split(FedAvg):
+        def configure_train(self, server_round, arrays, config, grid):  # type: ignore[no-untyped-def]
+            msgs = list(super().configure_train(server_round, arrays, config, grid))
+            other = ArrayRecord([np.full(s, 0.5, np.float32) for s in SHAPES])
+            md = msgs[0].metadata
+            msgs[0] = Message(
+                RecordDict({"arrays": other, "config": ConfigRecord()}), md.dst_node_id, "train"
+            )
+            return msgs
+
+    rc = {"secagg.enabled": True}
+    strategy = PrivAggStrategy(Split(fraction_train=1.0, fraction_evaluate=0.0), rc)
+    with pytest.raises(ConfigError, match="different models"):
+        strategy.start(grid=LocalGrid(make_app(), N, rc), initial_arrays=init(), num_rounds=1)
