@@ -261,7 +261,7 @@ def test_tiny_noise_is_answered_not_a_memory_error() -> None:
     pld = epsilon_for(1e-3, 0.01, 1, 1e-5)
     rdp = epsilon_for(1e-3, 0.01, 1, 1e-5, method="rdp")
     assert math.isfinite(pld) and 0 < pld <= rdp
-    assert pld_grid(1.0, 1e-4, 0.01) == 1e-4 and pld_grid(2.0, 1e-4, 0.1) == 1e-4  # usual z: the grid asked for
+    assert pld_grid(1.0, 1e-4, 0.01) == 1e-4 and pld_grid(2.0, 1e-4, 0.1) == 1e-4  # usual z: as asked
     assert pld_grid(0.3, 1e-4, 0.1) > 1e-4  # 360,000 points at 1e-4: coarser (3.9 s before)
 
 
