@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         clear_caches,
         delta_for,
         epsilon_for,
+        quick_epsilon,
         rounds_within,
     )
     from dp.calibration import (
@@ -87,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "PrivacyReport": "dp.accountant",
     "delta_for": "dp.accountant",
     "epsilon_for": "dp.accountant",
+    "quick_epsilon": "dp.accountant",
     "rounds_within": "dp.accountant",
     "calibrate_dp_sgd": "dp.calibration",
     "calibrate_noise": "dp.calibration",
@@ -140,6 +142,7 @@ __all__ = [
     "DPError",
     "DPSGDConfig",
     "epsilon_for",
+    "quick_epsilon",
     "events",
     "gaussian_noise_sum",
     "InvalidPrivacyParameterError",
