@@ -1,9 +1,10 @@
 """Noise multiplier for a target (epsilon, delta, rounds, sampling rate), rounded toward more privacy.
 
-RDP first (dp_accounting.mechanism_calibration: bisection that returns a parameter whose epsilon gap is
-non-positive); RDP is never below PLD, so its answer is always feasible. For PLD the search then
-bisects below it on `quick_epsilon` (a certified upper bound within 0.5% of the fine PLD, whose grid
-follows the loss range, so small z costs no more than large z). The result is rounded up to 4
+method="rdp" bisects with dp_accounting.mechanism_calibration (which returns a parameter whose epsilon
+gap is non-positive). For PLD, a few geometric RDP steps give a feasible upper end (RDP is never below
+PLD), and regula falsi on log epsilon vs log z searches below it with the pessimistic PLD on the grid
+`quick_epsilon` chooses (an upper bound within 0.5% of the fine PLD, whose grid follows the loss range,
+so small z costs no more than large z). The result is rounded up to 4
 significant digits and re-checked at the accountant's reporting discretization, so the returned z never
 overshoots the target.
 """
@@ -17,7 +18,14 @@ from dp_accounting import mechanism_calibration as mc
 from dp_accounting.rdp import rdp_privacy_accountant as _rdp
 
 from dp._checks import check_count, check_delta, check_epsilon, check_positive, check_rate
-from dp.accountant import DEFAULT_PLD_DISCRETIZATION, epsilon_for, quick_epsilon, quiet_rdp
+from dp.accountant import (
+    DEFAULT_PLD_DISCRETIZATION,
+    epsilon_for,
+    pld_epsilon_on,
+    pld_grid,
+    quick_epsilon_and_grid,
+    quiet_rdp,
+)
 from dp.errors import CalibrationError, InvalidPrivacyParameterError
 
 MIN_NOISE_MULTIPLIER = 0.05
@@ -69,16 +77,21 @@ def calibrate_noise(
             f"is vacuous at that level; choose a smaller epsilon or set the noise multiplier directly"
         )
     try:
-        z_rdp = mc.calibrate_dp_mechanism(
-            _rdp.RdpAccountant,
-            lambda z: _event(z, q, n),
-            eps,
-            d,
-            mc.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, zmax),
-            tol=1e-4,
-        )
-        z = z_rdp
-        if method == "pld":
+        if method == "rdp":
+            z = mc.calibrate_dp_mechanism(
+                _rdp.RdpAccountant,
+                lambda z: _event(z, q, n),
+                eps,
+                d,
+                mc.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, zmax),
+                tol=1e-4,
+            )
+        else:  # RDP only supplies a feasible upper end (RDP >= PLD): a few geometric steps, not a bisection
+            z_rdp = min(max(1.0, MIN_NOISE_MULTIPLIER), zmax)
+            while rdp_eps(z_rdp) > eps:
+                z_rdp = min(2.0 * z_rdp, zmax)
+            while z_rdp / 2 > MIN_NOISE_MULTIPLIER and rdp_eps(z_rdp / 2) <= eps:
+                z_rdp /= 2  # RDP at small z is the costly end (0.1 s an order set): halve, do not creep
             z = _pld_search(eps, d, q, n, z_rdp)
     except (mc.NoBracketIntervalFoundError, ValueError) as err:
         raise CalibrationError(
@@ -93,36 +106,62 @@ def calibrate_noise(
     raise CalibrationError(f"calibrated z={z} still exceeds epsilon={eps} on the reporting grid")
 
 
-def _quick(z: float, q: float, n: int, d: float) -> float:
-    """The search's epsilon: quick_epsilon, a certified upper bound within 0.5% of the fine PLD (cheap at
-    any z: its grid follows the loss range), or the exact closed form without sampling."""
-    return epsilon_for(z, q, n, d) if q == 1.0 else quick_epsilon(z, q, n, d)
-
-
 def _pld_search(eps: float, d: float, q: float, n: int, z_rdp: float) -> float:
-    """Bisection for the smallest z with quick epsilon <= eps, between an infeasible lower end and z_rdp
-    (feasible: RDP >= PLD); returns the feasible end. The bracket shrinks by 0.8x steps from z_rdp (PLD is
-    at most ~15% tighter than RDP here), never below MIN_NOISE_MULTIPLIER."""
-    hi = z_rdp
-    if _quick(hi, q, n, d) > eps:  # within the quick bound's 0.5% of the RDP answer: keep RDP's
+    """The smallest z (to 1e-4 relative) whose PLD epsilon, pessimistic and so an upper bound, is <= eps,
+    below z_rdp (feasible: RDP >= PLD); returns a feasible z.
+
+    Every evaluation uses one grid: the one `quick_epsilon` settles on at z_rdp (within 0.5% of the fine
+    PLD there), so each costs one PLD, not quick_epsilon's ladder of grids. log epsilon is close to
+    linear in log z, so Illinois regula falsi on that pair converges in a few evaluations; the first
+    lower guess assumes epsilon ~ 1/z."""
+    if q == 1.0:  # no sampling: the closed form, exact and instant
+
+        def pld(z: float) -> float:
+            return epsilon_for(z, q, n, d)
+
+    else:
+        _, grid = quick_epsilon_and_grid(z_rdp, q, n, d)
+
+        def pld(z: float) -> float:
+            return pld_epsilon_on(z, q, n, d, max(grid, pld_grid(z, grid, q)))
+
+    hi, e_hi = z_rdp, pld(z_rdp)
+    if e_hi > eps:  # the quick grid's bound sits above the target at RDP's answer: keep RDP's
         return hi
-    lower = max(0.8 * hi, MIN_NOISE_MULTIPLIER)
-    while _quick(lower, q, n, d) <= eps:
-        if lower == MIN_NOISE_MULTIPLIER:
+    lo = hi
+    for _ in range(60):  # step down until infeasible, each step sized by epsilon ~ 1/z
+        lo = max(hi * min(max(e_hi / eps, 0.5), 0.999), MIN_NOISE_MULTIPLIER)
+        e_lo = pld(lo)
+        if e_lo > eps:
+            break
+        if lo == MIN_NOISE_MULTIPLIER:
             raise CalibrationError(
                 f"target epsilon={eps} is met even at noise multiplier {MIN_NOISE_MULTIPLIER} by PLD: the "
                 "guarantee is vacuous at that level; choose a smaller epsilon or set the noise multiplier "
                 "directly"
             )
-        hi, lower = lower, max(0.8 * lower, MIN_NOISE_MULTIPLIER)
-    lo = lower
-    while hi - lo > 1e-4 * hi:
-        mid = 0.5 * (lo + hi)
-        if _quick(mid, q, n, d) <= eps:
-            hi = mid
+        hi, e_hi = lo, e_lo
+    x_lo, x_hi = math.log(lo), math.log(hi)
+    f_lo, f_hi = math.log(e_lo / eps), math.log(e_hi / eps)  # > 0 infeasible, <= 0 feasible
+    side = 0
+    for _ in range(40):
+        if x_hi - x_lo <= 1e-4 or f_hi > -2e-5:
+            break
+        x = x_hi - f_hi * (x_hi - x_lo) / (f_hi - f_lo)
+        if not x_lo < x < x_hi:
+            x = 0.5 * (x_lo + x_hi)
+        f = math.log(pld(math.exp(x)) / eps)
+        if f <= 0:
+            x_hi, f_hi = x, f
+            if side == -1:
+                f_lo /= 2
+            side = -1
         else:
-            lo = mid
-    return hi
+            x_lo, f_lo = x, f
+            if side == 1:
+                f_hi /= 2
+            side = 1
+    return math.exp(x_hi)
 
 
 def dp_sgd_steps(dataset_size: int, batch_size: int, epochs: int) -> int:
