@@ -256,7 +256,12 @@ def _layer(
     b: torch.Tensor | None,
 ) -> tuple[torch.Tensor, Finish]:
     if isinstance(module, nn.Conv1d | nn.Conv2d):
-        if len(acts) == 1 and all(s == 1 for s in module.stride) and not _ghost_cheaper(module, gs[0]):
+        if (
+            len(acts) == 1
+            and module.in_channels >= _SHIFTED_MIN_CHANNELS
+            and all(s == 1 for s in module.stride)
+            and not _ghost_cheaper(module, gs[0])
+        ):
             return _conv_shifted(module, acts[0], gs[0], w, b)
         # A: [B, d, T] patches, G: [B, p, T]
         a = _cat([_unfold(module, x) for x in acts], 2)
@@ -326,6 +331,11 @@ def _matmul_layer(
             torch.mv(g_bias.t(), factor, out=b)
 
     return norm2, finish
+
+
+#: below this many input channels the patch copy is small and one product beats kh * kw small ones
+#: (digits CNN, 1 -> 16 channels: 0.85 ms unfolded vs 1.65 ms shifted; 16 -> 32: 7.5 vs 6.2 ms)
+_SHIFTED_MIN_CHANNELS = 8
 
 
 def _ghost_cheaper(module: nn.Conv1d | nn.Conv2d, g: torch.Tensor) -> bool:
