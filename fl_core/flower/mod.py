@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -27,10 +28,8 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
 import secagg
-from dp.accountant import PrivacyAccountant, event_from_dict
 from dp.errors import DPError
 from fl_core.errors import ConfigError, FLError
-from fl_core.flower import rounds
 from fl_core.flower.arrays import flatten, model_hash
 from fl_core.flower.protocol import (
     DP_SGD_RECORD,
@@ -42,9 +41,11 @@ from fl_core.flower.protocol import (
     reply_record,
 )
 from fl_core.flower.settings import FlowerPrivacy
-from fl_core.mechanisms import Mechanism
-from fl_core.privacy import PrivacySpec
-from fl_core.types import ClientUpdate
+
+if TYPE_CHECKING:  # imported where used: the key stages start without dp_accounting and scipy
+    from fl_core.mechanisms import Mechanism
+    from fl_core.privacy import PrivacySpec
+    from fl_core.types import ClientUpdate
 
 log = logging.getLogger("flwr.privagg")
 
@@ -73,6 +74,8 @@ def privagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
 
 
 def _round(privacy: FlowerPrivacy, p: RoundParams, node_id: int) -> tuple[PrivacySpec, Mechanism]:
+    from fl_core.flower import rounds
+
     spec, mech = rounds.build(privacy, p.dim, p.n, p.population)
     if spec.seed is not None:  # a seeded (test) run: each node its own noise stream, never a shared one
         digest = hashlib.sha256(f"privagg/flower-noise/{spec.seed}/{node_id}/{p.round}".encode()).digest()
@@ -81,22 +84,47 @@ def _round(privacy: FlowerPrivacy, p: RoundParams, node_id: int) -> tuple[Privac
     return spec, mech
 
 
-def _session(context: Context, p: RoundParams, cfg: secagg.SecAggConfig) -> secagg.ClientSession:
-    """This round's secagg session from context.state; InvalidMessageError when none matches."""
+_CONFIG_FIELDS = ("vector_length", "threshold", "neighbours", "min_survivors", "max_corrupt")
+
+
+def _session(context: Context, p: RoundParams) -> secagg.ClientSession:
+    """This round's secagg session from context.state, with the SecAgg+ config this node derived itself
+    at the round's first stage (kept beside it); InvalidMessageError when none matches the message."""
     rec = context.state.config_records.get(STATE_RECORD)
-    if rec is None or rec.get("round_id") != p.round_id or rec.get("sid") != p.sid:
+    if (
+        rec is None
+        or rec.get("round_id") != p.round_id
+        or rec.get("sid") != p.sid
+        or rec.get("n") != p.n
+        or rec.get("model_hash") != p.model_hash
+    ):
         raise secagg.InvalidMessageError(
             f"no secagg session for round {p.round} on this node (stage {p.stage.value})"
         )
     data = rec.get("state")
-    if not isinstance(data, bytes):
-        raise secagg.InvalidMessageError("the stored secagg session is not bytes")
+    fields = {k: rec.get(k) for k in _CONFIG_FIELDS}
+    if not isinstance(data, bytes) or not all(isinstance(v, int) for v in fields.values()):
+        raise secagg.InvalidMessageError("the stored secagg session is malformed")
+    cfg = secagg.SecAggConfig(
+        client_ids=tuple(range(p.n)),
+        round_id=p.round_id,
+        model_hash=p.model_hash,
+        **fields,  # type: ignore[arg-type]
+    )
     return secagg.ClientSession.from_state(data, cfg)
 
 
 def _keep(context: Context, p: RoundParams, session: secagg.ClientSession) -> None:
+    cfg = session.config
     context.state[STATE_RECORD] = ConfigRecord(
-        {"round_id": p.round_id, "sid": p.sid, "state": session.export_state()}
+        {
+            "round_id": p.round_id,
+            "model_hash": p.model_hash,
+            "sid": p.sid,
+            "n": p.n,
+            **{k: int(getattr(cfg, k)) for k in _CONFIG_FIELDS},
+            "state": session.export_state(),
+        }
     )
 
 
@@ -110,6 +138,9 @@ def _reply(msg: Message, payload: bytes) -> Message:
 
 
 def _config(privacy: FlowerPrivacy, p: RoundParams, node_id: int) -> secagg.SecAggConfig:
+    """The round's SecAgg+ config as this node derives it from its own run config (never the server's)."""
+    from fl_core.flower import rounds
+
     if not privacy.secagg:
         raise ConfigError("the server asked for a secagg stage but secagg.enabled is off on this node")
     spec, mech = _round(privacy, p, node_id)
@@ -124,21 +155,21 @@ def _advertise(msg, context, call_next, privacy, p, payload) -> Message:  # type
 
 
 def _share_keys(msg, context, call_next, privacy, p, payload) -> Message:  # type: ignore[no-untyped-def]
-    session = _session(context, p, _config(privacy, p, context.node_id))
+    session = _session(context, p)
     out = session.share_keys(secagg.messages.decode(payload))
     _keep(context, p, session)
     return _reply(msg, out.to_bytes())
 
 
 def _consistency(msg, context, call_next, privacy, p, payload) -> Message:  # type: ignore[no-untyped-def]
-    session = _session(context, p, _config(privacy, p, context.node_id))
+    session = _session(context, p)
     out = session.consistency(secagg.messages.decode(payload))
     _keep(context, p, session)
     return _reply(msg, out.to_bytes())
 
 
 def _unmask(msg, context, call_next, privacy, p, payload) -> Message:  # type: ignore[no-untyped-def]
-    session = _session(context, p, _config(privacy, p, context.node_id))
+    session = _session(context, p)
     out = session.unmask(secagg.messages.decode(payload))
     _forget(context)  # a client answers one unmask request per round, ever
     return _reply(msg, out.to_bytes())
@@ -153,8 +184,10 @@ def _train(msg, context, call_next, privacy, p, payload) -> Message:  # type: ig
     global_vec = flatten(arrays)
     if global_vec.size != p.dim:
         raise ConfigError(f"the model has {global_vec.size} parameters, the round states {p.dim}")
+    from fl_core.flower import rounds
+
     spec, mech = _round(privacy, p, context.node_id)
-    session = _session(context, p, rounds.secagg_config(spec, mech, p)) if privacy.secagg else None
+    session = _session(context, p) if privacy.secagg else None
     trained = call_next(msg, context)
     if trained.has_error():
         _forget(context)
@@ -193,6 +226,8 @@ def _charge_dp_sgd(context: Context, privacy: FlowerPrivacy, p: RoundParams, tra
             "dp.mode='local' but the train function's reply carries no DP-SGD event: add "
             f"{DP_SGD_RECORD!r}: fl_core.flower.dp_sgd_record(event) to it"
         )
+    from dp.accountant import PrivacyAccountant, event_from_dict
+
     try:
         event = event_from_dict(json.loads(rec["event"]))
     except (ValueError, KeyError, TypeError) as exc:
@@ -222,6 +257,8 @@ def _only(records: dict, kind: str, where: str):  # type: ignore[no-untyped-def,
 
 def _update(p: RoundParams, trained: Message, global_vec: np.ndarray) -> ClientUpdate:
     """The user's train reply as a privagg ClientUpdate: trained - global, example count and loss."""
+    from fl_core.types import ClientUpdate
+
     arrays: ArrayRecord = _only(trained.content.array_records, "ArrayRecord", "the train function's reply")
     metrics: MetricRecord | None = next(iter(trained.content.metric_records.values()), None)
     local = flatten(arrays)

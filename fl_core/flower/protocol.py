@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from dp_accounting import DpEvent
 from flwr.app import ConfigRecord
 
-from dp.accountant import event_to_dict
 from fl_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dp_accounting import DpEvent
 
 RECORD = "privagg"
 STATE_RECORD = "privagg.secagg"
@@ -108,4 +110,6 @@ def dp_sgd_record(event: DpEvent) -> ConfigRecord:
     """What a train function adds to its reply under dp.mode = "local": the DpEvent its DP-SGD cost this
     round (e.g. `fl_core.LocalDP.event(num_examples, round_config)`); the mod charges it to the node's
     ledger and strips it before anything leaves the node."""
+    from dp.accountant import event_to_dict
+
     return ConfigRecord({"event": json.dumps(event_to_dict(event), sort_keys=True)})

@@ -358,3 +358,17 @@ def test_an_inner_strategy_that_sends_nodes_different_models_is_refused() -> Non
     strategy = PrivAggStrategy(Split(fraction_train=1.0, fraction_evaluate=0.0), rc)
     with pytest.raises(ConfigError, match="different models"):
         strategy.start(grid=LocalGrid(make_app(), N, rc), initial_arrays=init(), num_rounds=1)
+
+
+def test_the_mod_imports_without_torch_or_dp_accounting() -> None:
+    """A SuperNode may start a fresh ClientApp process for every message: importing the mod (and answering
+    the key stages) must not pull in torch or dp_accounting (scipy), which cost seconds per message."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from fl_core.flower import privagg_mod; "
+        "print(sorted(m for m in ('torch', 'dp_accounting', 'scipy', 'opacus') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
