@@ -3,8 +3,9 @@ workflow, `secaggplus_mod`) and (c) privagg's plug-in (`PrivAggStrategy` + `priv
 
     python benchmarks/flower_bench.py --nodes 10 --rounds 2 --repeats 2
 
-Bytes: every contender in process on `fl_core.flower.local.LocalGrid`, whose byte counts are Flower's
-protobuf encoding of each message and reply (what the Deployment Engine sends), per node per round.
+In process: every contender on `fl_core.flower.local.LocalGrid`, whose byte counts are Flower's protobuf
+encoding of each message and reply (what the Deployment Engine sends), per node per round, and the CPU
+time of the whole round in one process (every node's training, encoding, masking and the server).
 Wall time: every contender on Flower's Deployment Engine on this machine's loopback
 (`fl_core.flower.deploy.LocalDeployment`: one SuperLink, N SuperNodes), one `flwr run` each, the
 contenders alternated on the same deployment; per-round wall = the ServerApp's wall time / rounds.
@@ -37,8 +38,9 @@ def run_config(contender: str, nodes: int, rounds: int) -> dict[str, object]:
     return rc
 
 
-def in_process_bytes(contender: str, nodes: int) -> tuple[float, float]:
-    """(bytes down, bytes up) per node for one round, from Flower's protobuf encoding on LocalGrid."""
+def in_process(contender: str, nodes: int) -> tuple[float, float, float]:
+    """(bytes down, bytes up) per node and the CPU seconds of one round with every node in this process
+    (LocalGrid: Flower's protobuf encoding of every message, local training included)."""
     from flower_bench_app.client_app import app as client_app
     from flower_bench_app.server_app import main
     from flwr.app import Context, RecordDict
@@ -48,10 +50,12 @@ def in_process_bytes(contender: str, nodes: int) -> tuple[float, float]:
     logging.getLogger("flwr").setLevel(logging.ERROR)  # after flwr's import, which sets its own level
     rc = run_config(contender, nodes, 1)
     grid = LocalGrid(client_app, nodes, rc)
+    c0 = time.process_time()
     main(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=rc))
+    cpu = time.process_time() - c0
     if grid.errors:
         raise RuntimeError(f"{contender}: {grid.errors[:2]}")
-    return sum(grid.bytes_down.values()) / nodes, sum(grid.bytes_up.values()) / nodes
+    return sum(grid.bytes_down.values()) / nodes, sum(grid.bytes_up.values()) / nodes, cpu
 
 
 def deployed_round_wall(dep, contender: str, nodes: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
@@ -87,12 +91,18 @@ def main() -> None:
     sys.path[:0] = [str(APP), str(EXAMPLE)]
     logging.getLogger("flwr").setLevel(logging.ERROR)
 
-    print(f"bytes per node per round (Flower's protobuf encoding), {args.nodes} nodes:")
-    sizes = {c: in_process_bytes(c, args.nodes) for c in CONTENDERS}
-    base = sum(sizes["plain"])
-    print(f"{'contender':<12} {'down B':>10} {'up B':>10} {'total / plain':>14}")
-    for c, (d, u) in sizes.items():
-        print(f"{c:<12} {d:>10.0f} {u:>10.0f} {(d + u) / base:>14.2f}")
+    runs: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CONTENDERS}
+    in_process("plain", args.nodes)  # warm-up: imports, data, first torch calls
+    for rep in range(args.repeats):
+        for c in CONTENDERS if rep % 2 == 0 else tuple(reversed(CONTENDERS)):
+            runs[c].append(in_process(c, args.nodes))
+    print(f"in process (LocalGrid), {args.nodes} nodes, one round, {args.repeats} run(s) each, alternated:")
+    med = {c: tuple(statistics.median(r[i] for r in runs[c]) for i in range(3)) for c in CONTENDERS}
+    base_b, base_cpu = med["plain"][0] + med["plain"][1], med["plain"][2]
+    head = ("contender", "down B/node", "up B/node", "bytes / plain", "CPU s", "CPU / plain")
+    print(f"{head[0]:<12} {head[1]:>12} {head[2]:>10} {head[3]:>14} {head[4]:>8} {head[5]:>12}")
+    for c, (d, u, cpu) in med.items():
+        print(f"{c:<12} {d:>12.0f} {u:>10.0f} {(d + u) / base_b:>14.2f} {cpu:>8.2f} {cpu / base_cpu:>12.2f}")
     if args.skip_deploy:
         return
 
