@@ -45,8 +45,11 @@ def main(grid: Grid, context: Context) -> None:
         ctx = LegacyContext(
             context, config=ServerConfig(num_rounds=rounds, round_timeout=timeout), strategy=strategy
         )
-        k = min(nodes - 1, 2 * (nodes - 1).bit_length() + 1)  # SecAgg+ style: k ~ 2 log2 n, t = (k+1)/2
-        workflow = SecAggPlusWorkflow(num_shares=k, reconstruction_threshold=(k + 1) // 2)
+        k = 2 * (nodes - 1).bit_length() + 1  # SecAgg+ style: k ~ 2 log2 n + 1, t = (k + 1) / 2
+        if k >= nodes:  # small cohorts: everyone shares with everyone, half reconstruct
+            workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=0.5)
+        else:
+            workflow = SecAggPlusWorkflow(num_shares=k, reconstruction_threshold=(k + 1) // 2)
         DefaultWorkflow(fit_workflow=workflow)(grid, ctx)
     else:
         inner = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=nodes)
