@@ -185,8 +185,9 @@ class GhostClipper:
     def _recorder(
         forward: Callable[..., torch.Tensor], inputs: list[torch.Tensor], outputs: list[torch.Tensor]
     ) -> Callable[..., torch.Tensor]:
-        def record(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-            out = forward(x, *args, **kwargs)
+        def record(*args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+            out = forward(*args, **kwargs)
+            x = args[0] if args else next(iter(kwargs.values()))  # the layer's input, however passed
             inputs.append(x.detach())
             outputs.append(out)
             return out

@@ -164,6 +164,26 @@ def test_shared_parameters_are_not_supported() -> None:
         GhostClipper(model)
 
 
+def test_a_layer_called_with_a_keyword_input_is_recorded() -> None:
+    class Keyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(input=x)
+
+    torch.manual_seed(0)
+    model = Keyword()
+    x, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    ref = _clipped_reference(model, x, y, 0.5)
+    clipper = GhostClipper(model)
+    with clipper.recording():
+        clipper.clip_and_sum(nn.functional.cross_entropy(model(x), y, reduction="sum"), 0.5)
+    for got, want in zip(clipper.grads, ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_recording_restores_the_model_after_an_error() -> None:
     model = nn.Sequential(nn.Linear(4, 3))
     clipper = GhostClipper(model)
