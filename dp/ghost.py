@@ -373,8 +373,10 @@ def _conv_shifted(
         width = xp.shape[3]
         w_out = g.shape[3]
         steps = g.shape[2] * width - (width - w_out)
-        gpad = F.pad(g, (0, width - w_out)) if width > w_out else g
-        gt = gpad.reshape(batch, p, -1)[:, :, :steps].transpose(1, 2).contiguous()  # B, T', p
+        # G read at the padded width, positions-major: one zero fill and one copy (pad + transpose made two)
+        full = g.new_zeros(batch, g.shape[2], width, p)
+        full[:, :, :w_out, :] = g.permute(0, 2, 3, 1)
+        gt = full.view(batch, -1, p)[:, :steps, :]  # B, T', p (rows contiguous in p)
         dh, dw = module.dilation
         kh, kw = module.kernel_size
         offsets = [i * dh * width + j * dw for i in range(kh) for j in range(kw)]
