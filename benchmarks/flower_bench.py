@@ -58,13 +58,13 @@ def in_process(contender: str, nodes: int) -> tuple[float, float, float]:
     return sum(grid.bytes_down.values()) / nodes, sum(grid.bytes_up.values()) / nodes, cpu
 
 
-def deployed_round_wall(dep, contender: str, nodes: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
+def deployed_round_wall(dep, contender: str, nodes: int, rounds: int, timeout: float = 3600) -> float:  # type: ignore[no-untyped-def]
     rc = run_config(contender, nodes, rounds)
     result = dep.dir / f"result-{contender}-{time.monotonic_ns()}.json"
     rc["result-file"] = str(result)
     settings = " ".join(f"{k}={_toml(v)}" for k, v in rc.items())
     dep.run(APP, run_config=settings)
-    if not dep.wait_for_file(result, 3600):
+    if not dep.wait_for_file(result, timeout):
         raise RuntimeError(f"{contender} did not finish:\n{dep.log(dep.last_run)[-2000:]}")
     got = json.loads(result.read_text())
     if got["nodes"] != nodes:
@@ -87,9 +87,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="deployed runs per contender (alternated)")
     ap.add_argument("--scale", default="", help="comma-separated node counts for privagg alone")
     ap.add_argument("--skip-deploy", action="store_true", help="bytes only (in process)")
+    ap.add_argument("--scale-only", action="store_true", help="only the --scale search")
     args = ap.parse_args()
     sys.path[:0] = [str(APP), str(EXAMPLE)]
     logging.getLogger("flwr").setLevel(logging.ERROR)
+    if args.scale_only:
+        return scale(args.scale)
 
     runs: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CONTENDERS}
     in_process("plain", args.nodes)  # warm-up: imports, data, first torch calls
@@ -125,15 +128,22 @@ def main() -> None:
         print(f"{c:<12} {w:>15.2f} {w / plain:>9.2f}")
 
     if args.scale:
-        print("\nprivagg alone, per-round wall at each size (largest that finished is the last row):")
-        for n in (int(x) for x in args.scale.split(",")):
-            try:
-                with LocalDeployment(n, pythonpath=path) as dep:
-                    w = deployed_round_wall(dep, "privagg", n, 1)
-                print(f"{n:>6} nodes {w:>10.1f} s")
-            except Exception as exc:  # noqa: BLE001 - report where it stopped fitting
-                print(f"{n:>6} nodes: did not finish ({type(exc).__name__}: {str(exc)[:120]})")
-                break
+        scale(args.scale)
+
+
+def scale(sizes: str) -> None:
+    """privagg alone on the Deployment Engine at each size, one round; stops at the first that fails."""
+    from fl_core.flower.deploy import LocalDeployment
+
+    print("\nprivagg alone, one round on the Deployment Engine at each size (the last that finished fits):")
+    for n in (int(x) for x in sizes.split(",")):
+        try:
+            with LocalDeployment(n, pythonpath=[str(ROOT), str(EXAMPLE)]) as dep:
+                w = deployed_round_wall(dep, "privagg", n, 1, timeout=1200)
+            print(f"{n:>6} nodes {w:>10.1f} s wall", flush=True)
+        except Exception as exc:  # noqa: BLE001 - report where it stopped fitting
+            print(f"{n:>6} nodes: did not finish ({type(exc).__name__}: {str(exc)[:200]})", flush=True)
+            break
 
 
 if __name__ == "__main__":
