@@ -78,9 +78,10 @@ class FlowerPrivacy:
         try:
             if d.mode == "distributed":
                 return 2.0 * calibrate_noise(d.target_epsilon, d.delta, 1.0, self.config.run.rounds)
-            sampler = self.sampler(clients_per_round, num_clients)
-            rate = sampler.rate if sampler.mode == "poisson" else clients_per_round / num_clients
-            return calibrate_noise(d.target_epsilon, d.delta, rate, self.config.run.rounds)
+            # the config allows a target only with Poisson sampling (fl_core.config): rate q
+            return calibrate_noise(
+                d.target_epsilon, d.delta, self.config.sampling.rate, self.config.run.rounds
+            )
         except DPError as exc:
             raise ConfigError(f"dp.target_epsilon={d.target_epsilon}: {exc}") from None
 

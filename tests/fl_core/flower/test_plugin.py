@@ -372,3 +372,21 @@ def test_the_mod_imports_without_torch_or_dp_accounting() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_target_epsilon_calibrates_the_noise_like_privagg_run() -> None:
+    """dp.target_epsilon with Poisson sampling: both sides calibrate z from the same config to the same
+    value as `privagg run` (dp.calibration), so the run ends at or under the target."""
+    from dp.calibration import calibrate_noise
+    from fl_core.flower import FlowerPrivacy
+
+    rc = {"dp.mode": "central", "dp.target_epsilon": 4.0, "sampling.mode": "poisson", "sampling.rate": 0.5,
+          "num-server-rounds": 3, "data.num_clients": 6}  # fmt: skip
+    privacy = FlowerPrivacy.from_run_config(rc)
+    assert privacy.spec(3, 6).noise_multiplier == calibrate_noise(4.0, 1e-5, 0.5, 3)
+    rc_d = {**rc, "dp.mode": "distributed", "secagg.enabled": True}
+    assert FlowerPrivacy.from_run_config(rc_d).spec(3, 6).noise_multiplier == 2.0 * calibrate_noise(
+        4.0, 1e-5, 1.0, 3
+    )
+    with pytest.raises(ConfigError, match="poisson"):
+        FlowerPrivacy.from_run_config({"dp.mode": "central", "dp.target_epsilon": 4.0})
