@@ -15,11 +15,13 @@ sees an individual update. Evaluation messages go to the inner strategy as they 
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 import secagg
+from fl_core.checkpoint import atomic_write
 from fl_core.errors import ConfigError
 from fl_core.flower import rounds
 from fl_core.flower.arrays import flatten, model_hash, unflatten
@@ -37,6 +40,7 @@ from fl_core.mechanisms import Contribution, Mechanism, RoundContext, Sums
 from fl_core.privacy import PrivacySpec
 
 log = logging.getLogger("flwr.privagg")
+_STATE_VERSION = 1
 
 #: secagg errors that end a round without revealing anything (too few survivors, a bad message or share)
 _ABORTS = (secagg.ThresholdError, secagg.InvalidMessageError, secagg.StageError, ConfigError)
@@ -86,9 +90,18 @@ class PrivAggStrategy(Strategy):
     `run_config`: Flower's `context.run_config` (or a dict of dotted keys: "secagg.enabled", "dp.mode",
     "dp.noise_multiplier", "dp.clip_norm", "dp.max_epsilon", ...). Clients must run `privagg_mod`.
     `timeout`: seconds each secagg message round waits for replies (a node that does not answer drops).
+    `state_file`: where the privacy state (accountants, clip norm, noise state) is saved after every
+    charged round and loaded at the first round, so a restarted ServerApp keeps spending the same budget.
     """
 
-    def __init__(self, inner: Strategy, run_config: Mapping[str, Any], *, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        run_config: Mapping[str, Any],
+        *,
+        timeout: float = 600.0,
+        state_file: str | Path | None = None,
+    ) -> None:
         if not isinstance(inner, Strategy):
             raise ConfigError(f"inner must be a flwr.serverapp.strategy.Strategy, got {type(inner).__name__}")
         self.inner = inner
@@ -98,6 +111,7 @@ class PrivAggStrategy(Strategy):
                 "dp.mode='distributed' needs secagg.enabled = true (noise shares alone are no DP)"
             )
         self.timeout = timeout
+        self.state_file = Path(state_file) if state_file is not None else None
         self.spec: PrivacySpec | None = None
         self.mechanism: Mechanism | None = None
         self.stopped: str | None = None
@@ -192,6 +206,7 @@ class PrivAggStrategy(Strategy):
         released = delta is not None or mech.release_empty
         if not mech.needs_local_events:  # local DP-SGD: each node charges its own ledger (privagg_mod)
             mech.charge(pending.ctx, released=released, trained=sums.survivors)
+            self._save(mech)
         record.survivors = len(sums.survivors)
         self._log_epsilon(record)
         self.history.append(record)
@@ -224,10 +239,46 @@ class PrivAggStrategy(Strategy):
         if spec is None or mech is None:
             spec, mech = rounds.build(self.privacy, dim, n, population)
             self.spec, self.mechanism = spec, mech
+            self._resume(mech)
         elif mech.dim != dim:
             raise ConfigError(f"the model changed size between rounds ({mech.dim} -> {dim})")
         mech.sampler = self.privacy.sampler(n, population)
         return spec, mech
+
+    def _resume(self, mech: Mechanism) -> None:
+        """Load the accountants, clip norm and noise state a previous ServerApp saved (`state_file`), so a
+        restarted run keeps spending the same budget instead of starting from zero."""
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            saved = json.loads(self.state_file.read_text(encoding="utf-8"))
+            if saved.get("version") != _STATE_VERSION or saved.get("mechanism_name") != mech.name:
+                other = saved.get("mechanism_name")
+                raise ConfigError(f"{self.state_file} holds the state of another privagg setup: {other!r}")
+            if saved.get("dim") != mech.dim:
+                raise ConfigError(
+                    f"{self.state_file} is for a model of {saved.get('dim')} parameters, not {mech.dim}"
+                )
+            mech.load_state(saved["mechanism"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"privacy state {self.state_file} cannot be read: {exc}") from None
+        log.info("privagg: resumed the privacy state of %s (epsilon %s)", self.state_file, self.epsilons())
+
+    def _save(self, mech: Mechanism) -> None:
+        """After every charged round: the mechanism's state, written atomically (a crash keeps the old or
+        the new file, never a torn one)."""
+        if self.state_file is None:
+            return
+        data = {
+            "version": _STATE_VERSION,
+            "mechanism_name": mech.name,
+            "dim": mech.dim,
+            "mechanism": mech.state(),
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_file, json.dumps(data, sort_keys=True).encode())
 
     def _sample(self, nodes: list[int]) -> list[int]:
         """This round's cohort, drawn by privagg from the OS's CSPRNG (so amplification by sampling is

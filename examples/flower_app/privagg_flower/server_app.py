@@ -24,8 +24,12 @@ def main(grid: Grid, context: Context) -> None:
     cfg = task.app_config(context.run_config)
     rounds = int(context.run_config.get("num-server-rounds", cfg.run.rounds))
     timeout = float(context.run_config.get("stage-timeout", 120.0))  # a node silent this long has dropped
+    state_file = str(context.run_config.get("state-file", "")) or None  # the budget survives a restart
     strategy = PrivAggStrategy(
-        FedAvg(fraction_train=1.0, fraction_evaluate=0.0), context.run_config, timeout=timeout
+        FedAvg(fraction_train=1.0, fraction_evaluate=0.0),
+        context.run_config,
+        timeout=timeout,
+        state_file=state_file,
     )
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:

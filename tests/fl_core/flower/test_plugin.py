@@ -390,3 +390,35 @@ def test_a_target_epsilon_calibrates_the_noise_like_privagg_run() -> None:
     )
     with pytest.raises(ConfigError, match="poisson"):
         FlowerPrivacy.from_run_config({"dp.mode": "central", "dp.target_epsilon": 4.0})
+
+
+def test_a_restarted_server_keeps_spending_the_same_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """state_file: the accountants survive a ServerApp restart, so 2 + 2 rounds cost what 4 rounds cost and
+    the cap still holds across the restart; a state of another setup is refused."""
+    from dp.accountant import PrivacyAccountant
+    from dp.events import gaussian
+
+    rc = {"secagg.enabled": True, "dp.mode": "distributed", "dp.noise_multiplier": 2.0}
+    path = tmp_path / "privacy.json"
+    for _ in range(2):
+        strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), rc, state_file=path)
+        strategy.start(grid=LocalGrid(make_app(), N, rc), initial_arrays=init(), num_rounds=2)
+    four = PrivacyAccountant(delta=1e-5)
+    four.commit(gaussian(1.0), count=4)
+    assert strategy.epsilons()["server_knowing_cohort"] == pytest.approx(four.epsilon(), rel=1e-9)
+
+    capped = {**rc, "dp.max_epsilon": 8.0}
+    cap_path = tmp_path / "capped.json"
+    charged = 0
+    for _ in range(3):  # three restarts of 2 rounds each: the cap stops the run at the same round
+        strategy = PrivAggStrategy(
+            FedAvg(fraction_train=1.0, fraction_evaluate=0.0), capped, state_file=cap_path
+        )
+        strategy.start(grid=LocalGrid(make_app(), N, capped), initial_arrays=init(), num_rounds=2)
+        charged += sum(1 for r in strategy.history if r.aborted is None)
+    assert strategy.epsilons()["server_knowing_cohort"] <= 8.0 and charged == 2
+
+    other = {"secagg.enabled": True, "dp.mode": "central", "dp.noise_multiplier": 2.0}
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), other, state_file=path)
+    with pytest.raises(ConfigError, match="another privagg setup"):
+        strategy.start(grid=LocalGrid(make_app(), N, other), initial_arrays=init(), num_rounds=1)
