@@ -32,6 +32,8 @@ from opacus.layers.dp_rnn import RNNLinear
 from torch import nn
 from torch.nn import functional as F
 
+from dp.errors import UnsupportedModelError
+
 __all__ = ["GhostClipper", "unsupported_layers"]
 
 _LINEAR = (nn.Linear, RNNLinear)
@@ -319,7 +321,8 @@ def _matmul_layer(
     if b is not None:
         g_bias = g.sum(2)
         norm2 = _sq(g_bias) if norm2 is None else norm2.add_(_sq(g_bias))
-    assert norm2 is not None
+    if norm2 is None:  # callers pass only layers with a trainable weight or bias
+        raise UnsupportedModelError("a layer without trainable parameters reached the per-sample norm")
 
     def finish(factor: torch.Tensor) -> None:
         if w is not None:
@@ -396,7 +399,8 @@ def _conv_shifted(
     if b is not None:
         g_bias = g.reshape(batch, p, -1).sum(2)
         norm2 = _sq(g_bias) if norm2 is None else norm2.add_(_sq(g_bias))
-    assert norm2 is not None
+    if norm2 is None:  # callers pass only layers with a trainable weight or bias
+        raise UnsupportedModelError("a layer without trainable parameters reached the per-sample norm")
 
     def finish(factor: torch.Tensor) -> None:
         if w is not None and per_sample is not None:

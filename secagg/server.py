@@ -322,7 +322,8 @@ class ServerSession:
             }
         # without them, each survivor gets the part its checks read: survivors within two hops (O(k))
         graph, total = self._graph, len(u3)
-        assert graph is not None
+        if graph is None:  # built when the keys are broadcast, which _guard has already required
+            raise StageError("the neighbour graph is not built: broadcast_keys has not run")
         return {
             w: SurvivorList(
                 rid,

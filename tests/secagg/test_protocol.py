@@ -148,11 +148,15 @@ def test_client_refuses_inconsistent_or_too_small_survivor_lists():
     cfg = make_config(10, k=6, t=3, min_survivors=8)
     xs = vectors(cfg, 5)
     alive, server, req = run_to_unmask(cfg, xs, drop_masked=(9,))
-    shrunk = UnmaskRequest(
-        req.round_id, req.survivors[:-1], tuple(sorted(req.dropped + (req.survivors[-1],)))
-    )
+    # the server moves a survivor whose shares client 0 holds (a graph neighbour) to "dropped", which
+    # would make client 0 reveal its mask key; without identity keys client 0 confirmed only its part of
+    # the list (the survivors within two hops), which always includes its neighbours
+    me = alive[0]
+    victim = next(v for v in reversed(req.survivors) if v in me._graph_neighbours)
+    kept = tuple(v for v in req.survivors if v != victim)
+    shrunk = UnmaskRequest(req.round_id, kept, tuple(sorted(req.dropped + (victim,))))
     with pytest.raises(UnsafeRequestError, match="differs"):
-        alive[0].unmask(wire(shrunk))
+        me.unmask(wire(shrunk))
     # the server claims only 7 survivors: below every client's minimum cohort of 8
     alive, server, req = run_to_unmask(cfg, xs, drop_masked=(8, 9))
     with pytest.raises(UnsafeRequestError, match="minimum cohort"):
