@@ -336,8 +336,8 @@ def test_privagg_draws_the_cohort_and_charges_the_sampling_it_did() -> None:
 
 
 def test_a_sampled_cohort_below_the_inner_strategys_minimum_skips_the_round_instead_of_waiting() -> None:
-    rc = {"secagg.enabled": True, "sampling.mode": "poisson", "sampling.rate": 0.01, "data.num_clients": 6}
-    strategy, result, _ = run(rc, rounds=2)
+    rc = {"secagg.enabled": True, "sampling.mode": "poisson", "sampling.rate": 0.001, "data.num_clients": 3}
+    strategy, result, _ = run(rc, rounds=2, nodes=3)  # two of three sampled: p = 3e-6 a round
     assert all(r.aborted == "cohort too small" for r in strategy.history)
     for a in result.arrays.values():
         assert not a.numpy().any()
