@@ -254,6 +254,25 @@ class SecureAggregator:
         values["beyond"] = float(np.count_nonzero(np.abs(body) > limit)) / max(body.size, 1)
         return self.layout(mechanism).pack(body, values)
 
+    def sums(
+        self,
+        body: np.ndarray,
+        slots: Mapping[str, float],
+        survivors: tuple[int, ...],
+        started: int,
+        mechanism: Mechanism,
+    ) -> Sums:
+        """The decoded sum as `Sums`: the body and the layout's slots, the loss back in its own units."""
+        return Sums(
+            body,
+            slots.get("weight", 0.0),
+            slots.get("loss", 0.0) * self.metric_scale,
+            slots.get("indicator", 0.0),
+            survivors,
+            started,
+            clipped_coords=round(slots.get("beyond", 0.0) * mechanism.dim),
+        )
+
     def aggregate(
         self,
         ctx: RoundContext,
@@ -337,15 +356,7 @@ class SecureAggregator:
             return Transmission(None, aborted=f"secure aggregation aborted: {exc}", **spent)
         except secagg.SecAggConfigError as exc:  # this round's cohort has no safe parameters
             return Transmission(None, aborted=f"secure aggregation refused this cohort: {exc}")
-        sums = Sums(
-            body,
-            slots.get("weight", 0.0),
-            slots.get("loss", 0.0) * self.metric_scale,
-            slots.get("indicator", 0.0),
-            tuple(ids[i] for i in res.survivors),
-            ctx.started,
-            clipped_coords=round(slots.get("beyond", 0.0) * mechanism.dim),
-        )
+        sums = self.sums(body, slots, tuple(ids[i] for i in res.survivors), ctx.started, mechanism)
         return Transmission(
             sums,
             max_abs_error=res.max_abs_error,

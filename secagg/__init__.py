@@ -29,7 +29,7 @@ from secagg.errors import (
 )
 from secagg.params import Parameters, choose_parameters
 from secagg.server import ServerSession
-from secagg.transport.memory import AggregateResult, TranscriptEntry, aggregate, secure_sum
+from secagg.transport.memory import AggregateResult, TranscriptEntry, aggregate, check_sum, secure_sum
 
 __all__ = [
     "AggregateResult",
@@ -50,6 +50,7 @@ __all__ = [
     "TranscriptEntry",
     "UnsafeRequestError",
     "aggregate",
+    "check_sum",
     "choose_parameters",
     "max_bits_for",
     "messages",

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 import secagg
 from fl_core.aggregators import SecureAggregator, secagg_parameters
 from fl_core.errors import ConfigError
 from fl_core.flower.protocol import RoundParams
 from fl_core.flower.settings import FlowerPrivacy
-from fl_core.mechanisms import Mechanism, RoundContext, VectorLayout, build_mechanism
+from fl_core.mechanisms import (
+    DiscreteGaussianMechanism,
+    Mechanism,
+    RoundContext,
+    VectorLayout,
+    build_mechanism,
+)
 from fl_core.privacy import PrivacySpec
 
 
@@ -43,7 +47,7 @@ def layout(spec: PrivacySpec, mech: Mechanism) -> VectorLayout:
 
 def is_ring(mech: Mechanism) -> bool:
     """The mechanism encodes into the integer ring itself (the distributed discrete Gaussian)."""
-    return mech.name == "distributed_discrete_gaussian"
+    return isinstance(mech, DiscreteGaussianMechanism)
 
 
 def vector_length(spec: PrivacySpec, mech: Mechanism) -> int:
@@ -75,13 +79,3 @@ def secagg_config(spec: PrivacySpec, mech: Mechanism, p: RoundParams) -> secagg.
         min_survivors=min(floor, p.n),
         max_corrupt=math.floor(spec.corrupt_fraction * p.n),
     )
-
-
-def check_sum(ring_sum: np.ndarray, enc: secagg.FixedPointEncoding, survivors: int) -> None:
-    """A decoded sum must be reachable by `survivors` clipped encodings (a garbage masked input is not)."""
-    worst = int(np.abs(ring_sum.view(np.int32).astype(np.int64)).max(initial=0))
-    if worst > survivors * enc.max_level:
-        raise secagg.SumOutOfRangeError(
-            f"decoded sum reaches {worst / enc.scale:.4g} in one coordinate; {survivors} clipped inputs "
-            f"reach at most {survivors * enc.clip_range:.4g}: a masked input was garbage"
-        )

@@ -399,8 +399,9 @@ class PrivAggStrategy(Strategy):
             body, slots = mech.decode_ring(ring_sum, ctx), {}
         else:
             enc = rounds.encoding(spec, mech, ctx)
-            rounds.check_sum(ring_sum, enc, len(survivors))
-            body, slots = rounds.layout(spec, mech).unpack(enc.decode_sum(ring_sum))
+            total = enc.decode_sum(ring_sum)
+            secagg.check_sum(ring_sum, total, enc, len(survivors), None)  # garbage masked input: abort
+            body, slots = rounds.layout(spec, mech).unpack(total)
         return self._sums(body, slots, survivors, pending)
 
     def _plain_sum(self, pending: _Pending, answers: Mapping[int, bytes]) -> Sums:
@@ -429,15 +430,7 @@ class PrivAggStrategy(Strategy):
     def _sums(
         self, body: np.ndarray, slots: Mapping[str, float], survivors: tuple[int, ...], pending: _Pending
     ) -> Sums:
-        return Sums(
-            body,
-            slots.get("weight", 0.0),
-            slots.get("loss", 0.0) * pending.spec.metric_scale,
-            slots.get("indicator", 0.0),
-            survivors,
-            pending.params.n,
-            clipped_coords=round(slots.get("beyond", 0.0) * pending.mech.dim),
-        )
+        return rounds.packer(pending.spec).sums(body, slots, survivors, pending.params.n, pending.mech)
 
     def _reply_metrics(self, mech: Mechanism, sums: Sums) -> MetricRecord:
         """The one reply the inner strategy aggregates: its weight is the (scaled) sum of example counts."""

@@ -25,7 +25,7 @@ from secagg.errors import SecAggConfigError, SumOutOfRangeError, ThresholdError
 from secagg.messages import Message, Stage, decode
 from secagg.server import ServerSession
 
-__all__ = ["STAGE_NAMES", "TranscriptEntry", "AggregateResult", "aggregate", "secure_sum"]
+__all__ = ["STAGE_NAMES", "TranscriptEntry", "AggregateResult", "aggregate", "check_sum", "secure_sum"]
 
 T = TypeVar("T")
 STAGE_NAMES = {s: s.name.lower() for s in Stage}
@@ -328,14 +328,15 @@ def secure_sum(
     wall = {cid: s + enc_wall[cid] for cid, s in result.client_wall_s.items()}
     result = replace(result, client_cpu_s=cpu, client_wall_s=wall, encoding=enc)
     total = enc.decode_sum(result.sum)
-    _check_sum(result.sum, total, enc, len(result.survivors), norm_bound)
+    check_sum(result.sum, total, enc, len(result.survivors), norm_bound)
     return total, result
 
 
-def _check_sum(
+def check_sum(
     ring_sum: np.ndarray, total: np.ndarray, enc: FixedPointEncoding, m: int, norm_bound: float | None
 ) -> None:
-    """Raise SumOutOfRangeError when the decoded sum cannot come from m valid encodings."""
+    """Raise SumOutOfRangeError when the decoded sum cannot come from m valid encodings (for drivers that
+    decode a ring sum themselves, as `secure_sum` does)."""
     limit = m * enc.max_level  # integer bound, no float rounding
     worst = int(np.abs(ring_sum.view(np.int32).astype(np.int64)).max(initial=0))
     if worst > limit:

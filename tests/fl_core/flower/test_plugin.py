@@ -56,6 +56,20 @@ def run(run_config: dict, *, rounds: int = 1, stop_at: dict | None = None, nodes
     return strategy, result, grid
 
 
+def record_replies(grid: LocalGrid) -> list[Message]:
+    """Every reply the server receives through `grid` from now on (appended as they arrive)."""
+    replies: list[Message] = []
+    send = grid.send_and_receive
+
+    def spy(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        out = list(send(messages, timeout=timeout))
+        replies.extend(out)
+        return out
+
+    grid.send_and_receive = spy  # type: ignore[method-assign]
+    return replies
+
+
 def weighted_step(pids) -> float:
     w = [10 * (p + 1) for p in pids]
     return sum(wi * step(p) for wi, p in zip(w, pids, strict=True)) / sum(w)
@@ -84,15 +98,7 @@ def test_the_server_never_receives_an_array_or_a_plain_metric() -> None:
     """Every reply the strategy gets carries only privagg's record: a secagg message (masked), no arrays."""
     grid = LocalGrid(make_app(), N, {"secagg.enabled": True})
     strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), {"secagg.enabled": True})
-    replies: list[Message] = []
-    send = grid.send_and_receive
-
-    def spy(messages, *, timeout=None):
-        out = list(send(messages, timeout=timeout))
-        replies.extend(out)
-        return out
-
-    grid.send_and_receive = spy  # type: ignore[method-assign]
+    replies = record_replies(grid)
     strategy.start(grid=grid, initial_arrays=init(), num_rounds=1)
     assert len(replies) == 5 * N
     for r in replies:
@@ -274,15 +280,7 @@ def test_local_dp_sgd_is_charged_to_each_nodes_own_ledger_and_capped_there() -> 
     rc = {"secagg.enabled": True, "dp.mode": "local", "dp.noise_multiplier": 1.0, "dp.max_epsilon": cap}
     grid = LocalGrid(make_dp_sgd_app(event), N, rc)
     strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), rc)
-    replies: list[Message] = []
-    send = grid.send_and_receive
-
-    def spy(messages, *, timeout=None):
-        out = list(send(messages, timeout=timeout))
-        replies.extend(out)
-        return out
-
-    grid.send_and_receive = spy  # type: ignore[method-assign]
+    replies = record_replies(grid)
     result = strategy.start(grid=grid, initial_arrays=init(), num_rounds=2)
     first, second = strategy.history
     assert first.survivors == N and second.aborted is not None  # every node refused round 2 itself
@@ -422,3 +420,33 @@ def test_a_restarted_server_keeps_spending_the_same_budget(tmp_path) -> None:  #
     strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), other, state_file=path)
     with pytest.raises(ConfigError, match="another privagg setup"):
         strategy.start(grid=LocalGrid(make_app(), N, other), initial_arrays=init(), num_rounds=1)
+
+
+def test_a_garbage_masked_input_aborts_the_round_instead_of_moving_the_model() -> None:
+    """A node whose masked vector is replaced by random words: the decoded sum is out of the range the
+    survivors' encodings can reach (secagg.check_sum), so the round aborts and the model stays."""
+    import dataclasses
+    import secrets
+
+    import secagg
+
+    rc = {"secagg.enabled": True}
+    grid = LocalGrid(make_app(), N, rc)
+    send = grid.send_and_receive
+
+    def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        out = list(send(messages, timeout=timeout))
+        for r in out:
+            rec = r.content.config_records.get(RECORD) if r.has_content() else None
+            msg = secagg.messages.decode(rec["payload"]) if rec is not None and "payload" in rec else None
+            if isinstance(msg, secagg.messages.MaskedInput) and msg.sender == 0:
+                noise = np.frombuffer(secrets.token_bytes(4 * msg.masked.size), dtype="<u4")
+                rec["payload"] = dataclasses.replace(msg, masked=noise.copy()).to_bytes()
+        return out
+
+    grid.send_and_receive = corrupt  # type: ignore[method-assign]
+    strategy = PrivAggStrategy(FedAvg(fraction_train=1.0, fraction_evaluate=0.0), rc)
+    result = strategy.start(grid=grid, initial_arrays=init(), num_rounds=1)
+    assert strategy.history[0].aborted is not None and "SumOutOfRange" in strategy.history[0].aborted
+    for a in result.arrays.values():
+        assert not a.numpy().any()
