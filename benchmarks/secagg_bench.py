@@ -100,6 +100,7 @@ def run_privagg(n: int, d: int, drop: float, seed: int, design: float | None = N
         expect += xs[c]
     enc_s = encode_seconds(d, n)
     k = min(cfg.neighbours, n - 1)
+    deg = mask_degree(n, k)
     surv = r.survivors
     t_prg = prg_seconds(d)
     return {
@@ -116,22 +117,31 @@ def run_privagg(n: int, d: int, drop: float, seed: int, design: float | None = N
         "verified": r.verified,
         "up": statistics.median(sum(r.bytes_up[c].values()) for c in surv),
         "down": statistics.median(sum(r.bytes_down[c].values()) for c in surv),
-        # floor: a client expands its self mask and k pairwise masks; the server expands each survivor's
-        # self mask and, per dropped client, the masks with its surviving neighbours (expected k (1 - drop))
-        "client_floor_s": (k + 1) * t_prg,
-        "server_floor_s": (len(surv) + n_drop * k * (1 - drop)) * t_prg,
+        # floor: a client expands its self mask and a pairwise mask per mask-neighbour (its k holders and
+        # the clients that drew it: `deg` expected); the server expands each survivor's self mask and, per
+        # dropped client, the masks with its surviving mask-neighbours (expected deg (1 - drop))
+        "client_floor_s": (deg + 1) * t_prg,
+        "server_floor_s": (len(surv) + n_drop * deg * (1 - drop)) * t_prg,
         # every primitive the server must run, counted and timed alone: each expansion, its subtract, one
         # add per masked input, one X25519 + HKDF per (dropped, surviving neighbour) pair, one checked
         # reconstruction per secret (n of them) from the expected k (1 - drop) shares
-        "server_primitives_s": _primitives_floor(n, d, drop, k, cfg.threshold, len(surv), n_drop, t_prg),
+        "server_primitives_s": _primitives_floor(n, d, drop, k, deg, cfg.threshold, len(surv), n_drop, t_prg),
     }
 
 
+def mask_degree(n: int, k: int) -> float:
+    """Expected mask-neighbours of a client: its k holders plus the clients that drew it and are not among
+    them (each of the other n - 1 - k draws it with probability k / (n - 1)); n - 1 at the complete graph."""
+    if k >= n - 1:
+        return float(n - 1)
+    return k + (n - 1 - k) * k / (n - 1)
+
+
 def _primitives_floor(
-    n: int, d: int, drop: float, k: int, t: int, m: int, n_drop: int, t_prg: float
+    n: int, d: int, drop: float, k: int, deg: float, t: int, m: int, n_drop: int, t_prg: float
 ) -> float:
     t_add = add_seconds(d)
-    pairs = n_drop * k * (1 - drop)
+    pairs = n_drop * deg * (1 - drop)
     x25519, rec = unit_costs(k, t, round(k * (1 - drop)))
     return (m + pairs) * (t_prg + t_add) + m * t_add + pairs * x25519 + (m + n_drop) * rec
 
@@ -180,6 +190,7 @@ def primitives(n: int, d: int, drop: float, rounds: int = 15) -> None:
     """
     cfg = SecAggConfig.create(range(n), d, dropout_rate=drop)
     k, t = cfg.neighbours, cfg.threshold
+    deg = round(mask_degree(n, k))  # mask-neighbours: its k holders and the clients that drew it
     me, peer = kex.KeyPair(), kex.KeyPair()
     peer_pk = kex.load_public(peer.public_bytes)
     info = kex.pair_info(kex.PURPOSE_MASK_SEED, cfg.round_id, b"", 0, 1)
@@ -189,21 +200,21 @@ def primitives(n: int, d: int, drop: float, rounds: int = 15) -> None:
     xs = list(range(1, k + 1))
     parts = [  # (primitive, calls per client per round, unit cost in us)
         (
-            "X25519 agreement (share key + mask seed per neighbour)",
-            2 * k,
+            "X25519 agreement (share key + mask seed per mask-neighbour)",
+            2 * deg,
             _best_us(lambda: me.private.exchange(peer_pk), 300),
         ),
         ("X25519 key generation", 2, _best_us(kex.KeyPair, 300)),
-        ("X25519 public key parse", 2 * k, _best_us(lambda: kex.load_public(peer.public_bytes), 2000)),
-        ("HKDF-SHA256", 2 * k, _best_us(lambda: kex.hkdf_sha256(bytes(32), info, 16), 2000)),
+        ("X25519 public key parse", 2 * deg, _best_us(lambda: kex.load_public(peer.public_bytes), 2000)),
+        ("HKDF-SHA256", 2 * deg, _best_us(lambda: kex.hkdf_sha256(bytes(32), info, 16), 2000)),
         (
             "AES-GCM seal or open of one share pair",
-            2 * k,
+            deg,
             _best_us(lambda: aead.seal(key32, bytes(SHARE_PLAINTEXT_BYTES), b"ad"), 2000),
         ),
         (f"Shamir split, t = {t} of {k}", 2, _best_us(lambda: shamir.split(12345, t, xs), 200)),
-        (f"AES-CTR mask expansion, d = {d}", k + 1, _best_us(lambda: buf.expand(seed), 300)),
-        ("mask add / subtract", k + 1, _best_us(lambda: np.add(y, buf.words, out=y), 2000)),
+        (f"AES-CTR mask expansion, d = {d}", deg + 1, _best_us(lambda: buf.expand(seed), 300)),
+        ("mask add / subtract", deg + 1, _best_us(lambda: np.add(y, buf.words, out=y), 2000)),
         ("fixed-point encoding", 1, _best_us(lambda: enc.encode(x, rng), 100)),
     ]
     clients, servers = [], []

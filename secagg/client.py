@@ -26,7 +26,7 @@ from secagg.errors import (
     ThresholdError,
     UnsafeRequestError,
 )
-from secagg.graph import NeighbourGraph, cohort_seed, contribution_leaf, root_from_path, round_seed
+from secagg.graph import cohort_seed, contribution_leaf, out_neighbours, root_from_path, round_seed
 from secagg.hazmat import aead, drbg, kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
@@ -109,8 +109,9 @@ class ClientSession:
         self._held: dict[int, tuple[int, int]] = {}  # owner -> (self-mask share, key share)
         self._share_keys_cache: dict[int, bytes] = {}  # peer -> AES-GCM key (one X25519 per peer)
         self._survivors: bytes | None = None  # SHA-256 of the confirmed list (O(1) memory per client)
-        self._nbr_sets: dict[int, frozenset[int]] = {}  # graph neighbourhood of each neighbour
-        self._graph_neighbours: tuple[int, ...] = ()  # our whole graph neighbourhood, sorted
+        self._nbr_sets: dict[int, tuple[int, ...]] = {}  # the holders of each client that chose us
+        self._graph_neighbours: tuple[int, ...] = ()  # our holders and who chose us, sorted
+        self._out: tuple[int, ...] = ()  # the k holders we drew from our own keys (stage 2)
         self._mask_set: tuple[int, ...] = ()  # the neighbours this client masked with (signed, stage 3)
         self._seed = b""  # the round's graph seed (cohort seed + advertised keys' Merkle root), stage 2
 
@@ -209,16 +210,16 @@ class ClientSession:
         return self._run(Stage.SHARE_KEYS, lambda: self._share_keys(broadcast))
 
     def _share_keys(self, msg: KeysBroadcast) -> ShareKeys:
-        """The broadcast holds only this client's own entry and its graph neighbours' (O(k) download,
-        Bell et al. 2020, Sec. 4): the graph is fixed over the cohort before any key exists, so the
-        client needs no one else's keys. Entries of other cohort members are ignored; the cohort-wide
-        minimum is enforced on the signed survivor list (consistency stage)."""
+        """The broadcast holds only this client's own entry, its holders' and those of the clients that
+        chose it (O(k) download, Bell et al. 2020, Sec. 4). The holders are drawn from this client's own
+        fresh keys (`graph.out_neighbours`), so nothing the server sends changes them (issue 13 finding
+        3b). Entries of other cohort members are ignored; the cohort-wide minimum is enforced on the
+        survivor list (consistency stage)."""
         self._check(msg, KeysBroadcast, Stage.SHARE_KEYS)
         cfg, me = self.config, self.client_id
         cohort = cfg.cohort
-        # The graph seed mixes in the Merkle root of every advertised key; our own leaf must be in it at our
-        # cohort position, so the root (hence the graph) depends on our fresh keys: nothing the server
-        # could have ground before stage 1 (issue 13 finding 3; the path is O(log n) download).
+        # The signatures' graph seed mixes in the Merkle root of every advertised key; our own leaf must be
+        # in it at our cohort position (the path is O(log n) download).
         if len(msg.root) != 32:
             raise InvalidMessageError(f"client {me}: key broadcast without the contribution root")
         index = bisect.bisect_left(cfg.client_ids, me)
@@ -227,53 +228,67 @@ class ClientSession:
             raise InvalidMessageError(
                 f"client {me}: the contribution root does not contain this client's advertised keys"
             )
-        self._seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), msg.root)
-        graph = NeighbourGraph(cfg.client_ids, cfg.neighbours, self._seed)
-        mine = graph.neighbours(me)
-        wanted = {me, *mine}
+        base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        self._seed = round_seed(base, msg.root)
+        self._out = self._holders()
+        out = set(self._out)
+        ins: dict[int, tuple[int, ...]] = {}
         seen_keys: set[bytes] = set()
         for e in msg.entries:
-            if e.client_id not in cohort:
-                raise InvalidMessageError(f"advertised client {e.client_id} is not in the cohort")
-            if e.client_id not in wanted:
-                continue
+            cid = e.client_id
+            if cid not in cohort:
+                raise InvalidMessageError(f"advertised client {cid} is not in the cohort")
+            if cid != me:
+                # did it choose us? (its draw from its own keys: the server cannot make one up)
+                chosen = out_neighbours(cfg.client_ids, cfg.neighbours, base, cid, e.c_pk, e.s_pk)
+                if me in chosen:
+                    ins[cid] = chosen
+                elif cid not in out:
+                    continue  # neither our holder nor one of those we hold shares for
             if e.c_pk in seen_keys or e.s_pk in seen_keys or e.c_pk == e.s_pk:
-                raise InvalidMessageError(f"client {e.client_id} advertises a repeated public key")
+                raise InvalidMessageError(f"client {cid} advertises a repeated public key")
             seen_keys.update((e.c_pk, e.s_pk))
             if self._peer_ids is not None:
-                key = self._peer_ids.get(e.client_id)
+                key = self._peer_ids.get(cid)
                 if key is None:
-                    raise InvalidMessageError(f"no identity key for advertised client {e.client_id}")
-                payload = _common.advertise_payload(cfg, e.client_id, e.c_pk, e.s_pk)
-                sign.verify(key, e.signature, payload, e.client_id)
-            self._peers[e.client_id] = (e.c_pk, e.s_pk)
+                    raise InvalidMessageError(f"no identity key for advertised client {cid}")
+                payload = _common.advertise_payload(cfg, cid, e.c_pk, e.s_pk)
+                sign.verify(key, e.signature, payload, cid)
+            self._peers[cid] = (e.c_pk, e.s_pk)
         if self._peers.get(me) != (self._c.public_bytes, self._s.public_bytes):
             raise InvalidMessageError(f"client {me}: own keys missing or altered in the broadcast")
-        # what the consistency check needs of the graph (neighbourhoods of our neighbours); the graph
-        # itself (O(n)) is not kept, so n in-process clients hold O(n k^2), not O(n^2)
-        self._nbr_sets = {u: frozenset(graph.neighbours(u)) for u in mine}
-        del graph
-        self._graph_neighbours = mine
-        self._neighbours = tuple(v for v in mine if v in self._peers)
+        # what the consistency check needs: the holders of each client we may hold shares of
+        self._nbr_sets = ins
+        self._graph_neighbours = tuple(sorted(out.union(ins)))
+        present = tuple(v for v in self._out if v in self._peers)
+        self._neighbours = tuple(sorted(set(present).union(ins)))
         t = cfg.threshold
-        if len(self._neighbours) < t:
-            raise ThresholdError(f"client {me} has {len(self._neighbours)} neighbours, fewer than t={t}")
-        # x = position of the holder in our whole graph neighbourhood (1..k), as the server rebuilds it
-        xpos = {v: i + 1 for i, v in enumerate(self._graph_neighbours)}
-        xs = [xpos[v] for v in self._neighbours]
+        if len(present) < t:
+            raise ThresholdError(f"client {me} has {len(present)} share holders, fewer than t={t}")
+        # x = position of the holder among our k chosen holders (1..k), as the server rebuilds it
+        xpos = {v: i + 1 for i, v in enumerate(self._out)}
+        xs = [xpos[v] for v in present]
         # Coefficients and nonces from the session's keyed DRBG (secret seed from `secrets`): the same
-        # polynomials whatever subset of neighbours is present, so a resumed session (export_state) or a
+        # polynomials whatever subset of holders is present, so a resumed session (export_state) or a
         # replayed stage seals the same plaintext under the same (key, nonce), never another one.
         rng = drbg.Drbg(drbg.derive(self._rand, b"shamir"))
         b_sh = shamir.split(int.from_bytes(self._b_seed, "little"), t, xs, randbelow=rng.randbelow)
         s_sh = shamir.split(int.from_bytes(self._s.private_bytes(), "little"), t, xs, randbelow=rng.randbelow)
         cts = []
-        for v, yb, ys in zip(self._neighbours, b_sh, s_sh, strict=True):
+        for v, yb, ys in zip(present, b_sh, s_sh, strict=True):
             key = self._share_key(v)
             pt = _PAIR.pack(me, v) + shamir.share_to_bytes(yb) + shamir.share_to_bytes(ys)
             nonce = drbg.derive(self._rand, b"nonce" + struct.pack("<I", v), aead.NONCE_BYTES)
             cts.append((v, aead.seal(key, pt, aead.associated_data(cfg.round_id, me, v), nonce)))
         return ShareKeys(cfg.round_id, me, tuple(cts), model_hash=cfg.model_hash)
+
+    def _holders(self) -> tuple[int, ...]:
+        """The k holders this client draws from its own public keys (all others at the complete graph)."""
+        cfg = self.config
+        base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        return out_neighbours(
+            cfg.client_ids, cfg.neighbours, base, self.client_id, self._c.public_bytes, self._s.public_bytes
+        )
 
     def _share_key(self, peer: int) -> bytes:
         """The pair's share-encryption key, derived once: sealing (stage 2) and opening (stage 3) reuse it."""
@@ -299,10 +314,10 @@ class ClientSession:
             )
         if msg.recipient != me:
             raise InvalidMessageError(f"client {me} received shares addressed to {msg.recipient}")
-        nbrs = set(self._neighbours)
+        ins = self._nbr_sets
         for u, ct in msg.ciphertexts:
-            if u not in nbrs:
-                raise InvalidMessageError(f"client {me} received shares from non-neighbour {u}")
+            if u not in ins:
+                raise InvalidMessageError(f"client {me} received shares from {u}, who did not choose it")
             key = self._share_key(u)
             pt = aead.open_sealed(key, ct, aead.associated_data(cfg.round_id, u, me))
             if len(pt) != 8 + 2 * shamir.SHARE_BYTES or _PAIR.unpack(pt[:8]) != (u, me):
@@ -311,24 +326,30 @@ class ClientSession:
                 shamir.share_from_bytes(pt[8 : 8 + shamir.SHARE_BYTES]),
                 shamir.share_from_bytes(pt[8 + shamir.SHARE_BYTES :]),
             )
-        # The server chooses whose shares reach us, so it chooses our mask set: refuse a set smaller than
-        # t (what the correctness bound promises) or than one that must contain an honest neighbour.
+        out = set(self._out)
+        alive_out = msg.out_alive
+        if not out.issuperset(alive_out) or any(v not in self._peers for v in alive_out):
+            raise InvalidMessageError(f"client {me}: holders named alive that it did not share with")
+        # The server chooses whom it names alive, so it chooses our mask set: refuse one with fewer of our
+        # own holders than t (what the correctness bound promises) or than must contain an honest one.
+        # Only our holders count: we drew them, while anyone may have chosen us (issue 13 finding 3b).
         need = max(cfg.threshold, cfg.min_mask_survivors)
-        if len(self._held) < need:
+        if len(alive_out) < need:
             raise ThresholdError(
-                f"client {me}: only {len(self._held)} neighbours shared keys, need {need} "
-                f"(t={cfg.threshold}, up to {cfg.corrupt_neighbours} corrupt neighbours)"
+                f"client {me}: only {len(alive_out)} of its holders shared keys, need {need} "
+                f"(t={cfg.threshold}, up to {cfg.corrupt_neighbours} corrupt holders)"
             )
+        mask_set = tuple(sorted(set(alive_out).union(self._held)))
         y = x.copy()
         buf = PrgBuffer(cfg.vector_length)
         np.add(y, buf.expand(self._b_seed), out=y)
-        for v in sorted(self._held):
+        for v in mask_set:
             seed = _common.mask_seed(cfg, me, self._s.private, v, kex.load_public(self._peers[v][1]))
             if me < v:
                 np.add(y, buf.expand(seed), out=y)
             else:
                 np.subtract(y, buf.expand(seed), out=y)
-        self._mask_set = tuple(sorted(self._held))
+        self._mask_set = mask_set
         sig = b""
         if self._identity is not None:
             sig = sign.sign(self._identity, _common.mask_set_payload(cfg, me, self._mask_set, self._seed))
@@ -395,11 +416,12 @@ class ClientSession:
             if m.client_id in sets:
                 raise InvalidMessageError(f"mask set of client {m.client_id} appears twice")
             sets[m.client_id] = m
+        partial = msg.total > 0
         for u in (me, *sorted(self._held)):
             if u not in survivors:
                 continue
             if u == me:
-                masked_with: tuple[int, ...] = self._mask_set
+                alive = len(survivors.intersection(self._mask_set, self._out))
             else:
                 m = sets.get(u)
                 if m is None:
@@ -407,17 +429,16 @@ class ClientSession:
                 if self._peer_ids is not None:
                     payload = _common.mask_set_payload(cfg, u, m.neighbours, self._seed)
                     sign.verify(self._identity_of(u), m.signature, payload, u)
-                if not self._nbr_sets[u].issuperset(m.neighbours):
-                    raise UnsafeRequestError(
-                        f"survivor {u}'s mask set names clients outside its neighbourhood"
-                    )
-                masked_with = m.neighbours
-            alive = len(survivors.intersection(masked_with))
+                # only u's own holders count (u drew them; corrupt clients may all have chosen u); in a
+                # part (no identity keys) the server shows u's surviving holders it masked with
+                holders = self._nbr_sets[u]
+                shown = set(m.neighbours).intersection(holders)
+                alive = len(shown) if partial else len(survivors.intersection(shown))
             if alive < need:
                 raise UnsafeRequestError(
-                    f"survivor {u} keeps {alive} surviving mask-neighbours, need {need} to contain an "
-                    f"honest one (up to {cfg.corrupt_neighbours} corrupt neighbours): its input could be "
-                    "unmasked alone"
+                    f"survivor {u} keeps {alive} surviving mask-neighbours among its holders, need {need} "
+                    f"to contain an honest one (up to {cfg.corrupt_neighbours} corrupt holders): its input "
+                    "could be unmasked alone"
                 )
 
     # --- stage 5 --------------------------------------------------------------------------------

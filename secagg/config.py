@@ -23,7 +23,7 @@ def _is_int(v: object) -> bool:
 
 @dataclass(frozen=True)
 class SecAggConfig:
-    """One round: the cohort, vector length, neighbours k (n - 1 = complete graph), threshold t.
+    """One round: the cohort, vector length, share holders per client k (n - 1 = complete graph), threshold t.
 
     `min_survivors` is the smallest survivor set an honest client accepts to unmask (default t);
     `round_id` and `model_hash` are bound into every derived key, ciphertext and signature.
@@ -57,8 +57,6 @@ class SecAggConfig:
         k = self.neighbours
         if not _is_int(k) or not 1 <= k <= n - 1:
             raise SecAggConfigError(f"neighbours must be an int in [1, {n - 1}], got {k!r}")
-        if k < n - 1 and k % 2:
-            raise SecAggConfigError(f"neighbours must be even (Harary graph) or n - 1 = {n - 1}, got {k}")
         t = self.threshold
         if not _is_int(t) or not 1 <= t <= k:
             raise SecAggConfigError(f"threshold must be an int in [1, neighbours={k}], got {t!r}")
@@ -92,9 +90,10 @@ class SecAggConfig:
 
     @property
     def corrupt_neighbours(self) -> int:
-        """Most corrupt clients one neighbourhood may hold under the config's assumptions: every tolerated
-        corrupt client at the complete graph; fewer than t at a Harary graph (the security bound of
-        `params.choose_parameters`, Bell et al. 2020, Sec. 4), and never more than `max_corrupt`."""
+        """Most corrupt clients among one client's k holders under the config's assumptions: every
+        tolerated corrupt client at the complete graph; fewer than t when each client draws its k holders
+        (the security bound of `params.choose_parameters`, Bell et al. 2020, Sec. 4), and never more than
+        `max_corrupt`. It bounds the holders a client drew, never the clients that drew it."""
         if self.complete_graph:
             return self.max_corrupt
         return min(self.max_corrupt, self.threshold - 1)
@@ -108,7 +107,7 @@ class SecAggConfig:
 
     @property
     def complete_graph(self) -> bool:
-        """True for Bonawitz's every-pair masking, False for a SecAgg+ Harary graph."""
+        """True for Bonawitz's every-pair masking, False for SecAgg+ self-drawn holders."""
         return self.neighbours == self.n - 1
 
     @classmethod

@@ -1,32 +1,39 @@
-"""SecAgg+ neighbour graph: a k-regular Harary graph H(m, k) on a permutation the server cannot choose.
+"""SecAgg+ neighbour graph in which every client chooses its own share holders (issue 13 finding 3b).
 
-The graph is laid over the whole cohort of the round's config, on a permutation derived from the round
-id, model hash and cohort (`cohort_seed`), all fixed before any key exists; a client that does not
-advertise keys simply drops out of its neighbours' lists. So the server cannot choose a client's
-neighbours by choosing which keys it forwards to whom (it could before: a review showed a server
-showing a victim a view of only colluders). k >= m - 1 gives Bonawitz's complete graph.
+Client u's holders ("out-neighbours") are k distinct members of the config's cohort, drawn uniformly by a
+PRG keyed with SHA-256(cohort seed, u, c_pk_u, s_pk_u): a hash of the two X25519 public keys u draws from
+the OS CSPRNG when its session starts. Nothing the server chooses (round id, which keys it forwards,
+absent or corrupt clients' keys, a Merkle root) enters an honest client's draw, so no grinding, offline
+or online, can bias who holds its shares. u sends its Shamir shares only to its holders and masks
+pairwise with every graph neighbour: its holders and the clients that chose it ("in-neighbours"), so the
+mask graph is the union of the choices (Bell et al. 2020, Sec. 3-4, with per-client random choice instead
+of a shared permutation). k >= n - 1 gives Bonawitz's complete graph. The Merkle root over the advertised
+keys (`contribution_tree`) is kept as the round's graph seed inside every signature: it certifies the
+one set of advertised keys a majority-signed survivor list belongs to.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 from collections.abc import Iterable
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.errors import SecAggConfigError
-from secagg.hazmat.prg import PrgBuffer
 
 __all__ = [
     "cohort_seed",
-    "graph_seed",
     "round_seed",
     "contribution_leaf",
     "contribution_tree",
     "contribution_path",
     "root_from_path",
-    "NeighbourGraph",
+    "holder_seed",
+    "out_neighbours",
+    "in_neighbours",
 ]
 
 
@@ -92,76 +99,55 @@ def round_seed(base: bytes, root: bytes) -> bytes:
     return hashlib.sha256(b"privagg-secagg/v3/graph-seed" + base + root).digest()
 
 
-def graph_seed(round_id: bytes, entries: Iterable[tuple[int, bytes, bytes]]) -> bytes:
-    """SHA-256 over the round id and every (id, c_pk, s_pk) in id order: the graph's public randomness."""
-    h = hashlib.sha256(b"privagg-secagg/v1/graph" + struct.pack("<B", len(round_id)) + round_id)
-    for cid, c_pk, s_pk in sorted(entries):
-        h.update(struct.pack("<I", cid) + c_pk + s_pk)
-    return h.digest()
+def holder_seed(base: bytes, cid: int, c_pk: bytes, s_pk: bytes) -> bytes:
+    """The 256-bit key of client `cid`'s holder draw: the cohort seed (round id, model hash, cohort) and
+    the client's two fresh public keys. An honest client's keys come from its CSPRNG and the client checks
+    they reach the graph unaltered, so the draw is uniform whatever the server does."""
+    return hashlib.sha256(b"privagg-secagg/v5/holders" + base + struct.pack("<I", cid) + c_pk + s_pk).digest()
 
 
-class NeighbourGraph:
-    """Harary graph H(m, k) over `ids` laid on a seed-derived permutation; complete when k >= m - 1."""
+def _sample(seed: bytes, m: int, k: int) -> list[int]:
+    """k distinct integers of [0, m), uniform: the first k distinct values of a stream of 64-bit AES-256-CTR
+    words reduced mod m with rejection (no modulo bias); an ordered sample without replacement."""
+    enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+    rem = (1 << 64) % m
+    picks: list[int] = []
+    seen: set[int] = set()
+    batch = 2 * k + 16
+    while True:
+        words = np.frombuffer(enc.update(bytes(8 * batch)), dtype="<u8")
+        if rem:
+            words = words[words < np.uint64((1 << 64) - rem)]
+        for j in (words % np.uint64(m)).tolist():
+            if j not in seen:
+                seen.add(j)
+                picks.append(j)
+                if len(picks) == k:
+                    return picks
+        batch *= 2
 
-    def __init__(self, ids: Iterable[int], k: int, seed: bytes) -> None:
-        self.ids = tuple(sorted(ids))
-        m = len(self.ids)
-        if m < 2:
-            raise SecAggConfigError(f"a neighbour graph needs at least 2 clients, got {m}")
-        if k < 1:
-            raise SecAggConfigError(f"neighbours must be >= 1, got {k}")
-        self.complete = k >= m - 1
-        self.k = m - 1 if self.complete else k
-        if not self.complete and k % 2:
-            raise SecAggConfigError(f"a Harary graph needs an even number of neighbours, got {k}")
-        if self.complete:
-            self._order = np.asarray(self.ids, dtype=np.int64)
-            self._order_list = list(self.ids)
-            self._pos = {}
-            return
-        # permutation = stable argsort of 64-bit keystream words: deterministic on every platform
-        buf = PrgBuffer(2 * m)
-        keys = buf.expand(seed[:16], seed[16:32]).view("<u8")
-        order = np.argsort(keys, kind="stable")
-        self._order = np.asarray(self.ids, dtype=np.int64)[order]
-        self._order_list: list[int] = self._order.tolist()
-        self._pos = {cid: i for i, cid in enumerate(self._order_list)}
 
-    def neighbours(self, u: int) -> tuple[int, ...]:
-        """The sorted neighbours of client u (never u itself)."""
-        if self.complete:
-            if u not in self.ids:
-                raise SecAggConfigError(f"client {u} is not in the graph")
-            return tuple(v for v in self.ids if v != u)
-        i = self._pos.get(u)
-        if i is None:
-            raise SecAggConfigError(f"client {u} is not in the graph")
-        m, h, order = len(self.ids), self.k // 2, self._order_list
-        return tuple(
-            sorted(
-                [order[(i + o) % m] for o in range(1, h + 1)] + [order[(i - o) % m] for o in range(1, h + 1)]
-            )
-        )
+def out_neighbours(
+    client_ids: tuple[int, ...], k: int, base: bytes, cid: int, c_pk: bytes, s_pk: bytes
+) -> tuple[int, ...]:
+    """The k holders client `cid` chooses among the other cohort members (sorted); all of them when
+    k >= n - 1 (the complete graph). `client_ids` is the config's sorted cohort."""
+    n = len(client_ids)
+    pos = bisect.bisect_left(client_ids, cid)
+    if pos == n or client_ids[pos] != cid:
+        raise SecAggConfigError(f"client {cid} is not in the graph")
+    if k < 1:
+        raise SecAggConfigError(f"neighbours must be >= 1, got {k}")
+    if k >= n - 1:
+        return client_ids[:pos] + client_ids[pos + 1 :]
+    picks = _sample(holder_seed(base, cid, c_pk, s_pk), n - 1, k)
+    return tuple(sorted(client_ids[j if j < pos else j + 1] for j in picks))
 
-    def two_hop(self, u: int) -> tuple[int, ...]:
-        """u, its neighbours and theirs, sorted: on the Harary ring the clients within k positions of u
-        (2k + 1 of them), everyone at the complete graph. What u's consistency check needs to know."""
-        if self.complete:
-            return self.ids
-        i = self._pos.get(u)
-        if i is None:
-            raise SecAggConfigError(f"client {u} is not in the graph")
-        m, order = len(self.ids), self._order_list
-        if 2 * self.k + 1 >= m:
-            return self.ids
-        return tuple(sorted(order[(i + o) % m] for o in range(-self.k, self.k + 1)))
 
-    def all_neighbours(self) -> dict[int, tuple[int, ...]]:
-        """Neighbours of every client (what the server needs), built in one vectorized pass."""
-        if self.complete:
-            return {u: self.neighbours(u) for u in self.ids}
-        m, h = len(self.ids), self.k // 2
-        offs = np.concatenate([np.arange(1, h + 1), -np.arange(1, h + 1)])
-        idx = (np.arange(m)[:, None] + offs[None, :]) % m
-        nb = np.sort(self._order[idx], axis=1)
-        return {int(u): tuple(int(v) for v in row) for u, row in zip(self._order, nb, strict=True)}
+def in_neighbours(outs: dict[int, tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+    """Who chose each client (sorted), from every advertised client's holders."""
+    ins: dict[int, list[int]] = {}
+    for u in sorted(outs):
+        for v in outs[u]:
+            ins.setdefault(v, []).append(u)
+    return {v: tuple(us) for v, us in ins.items()}

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MAGIC = b"PASA"
-VERSION = 4
+VERSION = 5
 _HEADER = struct.Struct("<4sBB")
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -328,15 +328,20 @@ class ShareKeys(_Base):
 
 @dataclass(frozen=True)
 class SharesDelivery(_Base):
-    """Server -> one client: the sealed shares its neighbours addressed to it, (sender id, ciphertext)."""
+    """Server -> one client: the sealed shares addressed to it by the clients that chose it as a holder,
+    (sender id, ciphertext), and which of its own holders shared keys (`out_alive`, wire version 5): the
+    recipient masks with both (issue 13 finding 3b: holders are drawn by each client)."""
 
     TYPE: ClassVar[int] = 4
     STAGE: ClassVar[Stage] = Stage.SHARE_KEYS
     recipient: int
     ciphertexts: tuple[tuple[int, bytes], ...]
+    out_alive: tuple[int, ...] = ()
 
     def to_bytes(self) -> bytes:
-        return self._header() + _U32.pack(self.recipient) + _write_cts(self.ciphertexts)
+        return (
+            self._header() + _U32.pack(self.recipient) + _write_cts(self.ciphertexts) + _ids(self.out_alive)
+        )
 
     @classmethod
     def _read(cls, r: _Reader, round_id: bytes, model_hash: bytes) -> SharesDelivery:
@@ -344,7 +349,10 @@ class SharesDelivery(_Base):
         cts = _read_cts(r)
         if any(i == recipient for i, _ in cts):
             raise InvalidMessageError(f"delivery to {recipient} contains a share from itself")
-        return cls(round_id, recipient, cts, model_hash=model_hash)
+        alive = r.ids()
+        if recipient in alive:
+            raise InvalidMessageError(f"delivery to {recipient} names the recipient as its own holder")
+        return cls(round_id, recipient, cts, alive, model_hash=model_hash)
 
 
 @dataclass(frozen=True, eq=False)
@@ -404,11 +412,12 @@ class MaskSet:
 @dataclass(frozen=True)
 class SurvivorList(_Base):
     """Server -> one survivor: who delivered a masked input (U3), for the consistency check, with the
-    signed mask-neighbour sets of the recipient's surviving neighbours (whose shares it holds).
+    signed mask-neighbour sets of the survivors whose shares the recipient holds.
 
     `total` = 0: `survivors` is the whole list (what a client signs with identity keys). `total` > 0:
-    `survivors` is the recipient's part of a list of `total` survivors, those within its two-hop graph
-    neighbourhood (O(k) download without identity keys, issue 13 item 4)."""
+    `survivors` is the recipient's part of a list of `total` survivors, those among itself, its holders
+    and the clients that chose it, and each mask set is cut to its owner's surviving holders (O(k)
+    download without identity keys, issue 13 item 4)."""
 
     TYPE: ClassVar[int] = 6
     STAGE: ClassVar[Stage] = Stage.CONSISTENCY
@@ -673,6 +682,8 @@ def validate(msg: object) -> None:
             _raw(msg, v, "sealed share", (SEALED_SHARE_BYTES,), SEALED_SHARE_BYTES)
 
         _pairs(msg, msg.ciphertexts, "ciphertexts", ct)
+        if isinstance(msg, SharesDelivery):
+            _id_tuple(msg, msg.out_alive, "out_alive")
     elif isinstance(msg, MaskedInput):
         _u32(msg, msg.sender, "sender")
         a = msg.masked

@@ -1,11 +1,18 @@
 """Choose the neighbourhood size k and threshold t for n clients (Bell et al., CCS 2020, Sec. 3-4).
 
-Model: an adversary corrupts c = floor(gamma n) clients and up to a delta fraction drop out independently;
-the Harary graph H(n, k) is laid on a uniformly random permutation. We compute, with exact tails:
+Model: an adversary corrupts c = floor(gamma n) clients (statically, before the round) and up to a delta
+fraction drop out independently; every client draws its k share holders uniformly among the other n - 1
+cohort members from its own fresh keys (`graph.out_neighbours`), and masks with its holders and with the
+clients that drew it. We compute, with exact tails:
   security     n * P[Hypergeom(n-1, c, k) >= t']        <= 2^-sigma  (t' = t, or 2t - k semi-malicious)
   correctness  n * P[Binom(k, 1 - delta) < t]           <= 2^-eta
-  connectivity C(n, 2) * ((c + ceil(delta n)) / n)^k    <= 2^-sigma  (two runs of k/2 bad nodes cut the ring)
-and return the smallest even k (or the complete graph, k = n - 1) with the largest t meeting all three.
+  connectivity P[the honest survivors' graph is disconnected] <= 2^-sigma, bounded by a union over the
+               sets A of a <= h/2 of the h = n - B honest survivors (B = c + ceil(delta n)) of
+               [C(a - 1 + B, k) / C(n - 1, k)]^a [C(n - 1 - a, k) / C(n - 1, k)]^(h - a)
+               (A's members draw only inside A or the bad clients, the others never draw into A)
+and return the smallest k (or the complete graph, k = n - 1) with the largest t meeting all three.
+Security is a hypergeometric tail because an honest client's holders are a uniform k-subset drawn
+independently of the (static) corrupt set, whatever the server does (issue 13 finding 3b).
 
 Small cohorts cannot meet those tails at all (n = 10 at 10 % dropout); there the complete graph is
 returned with a deterministic rule instead (`tail_bounds=False`): t is the largest threshold that still
@@ -20,9 +27,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from secagg.errors import SecAggConfigError
 
-__all__ = ["Parameters", "choose_parameters", "binomial_tail_ge", "hypergeom_tail_ge"]
+__all__ = ["Parameters", "choose_parameters", "binomial_tail_ge", "hypergeom_tail_ge", "log2_disconnect"]
 
 SIGMA = 40
 ETA = 20
@@ -73,6 +82,34 @@ def hypergeom_tail_ge(population: int, marked: int, draws: int, t: int) -> float
     return num / math.comb(population, draws)
 
 
+def log2_disconnect(n: int, k: int, bad: int) -> float:
+    """log2 of the union bound above on the honest survivors' graph being disconnected when every client
+    draws k holders uniformly and `bad` clients are corrupt or dropped (exact binomials in log space)."""
+    h = n - bad
+    if k >= n - 1 or h <= 1:
+        return -math.inf
+    a = np.arange(1, h // 2 + 1, dtype=np.float64)
+    lf = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))))
+
+    def log_comb(top: np.ndarray, r: int) -> np.ndarray:
+        ti = top.astype(np.int64)
+        out = np.full(ti.shape, -np.inf)
+        ok = ti >= r
+        out[ok] = lf[ti[ok]] - lf[r] - lf[ti[ok] - r]
+        return out
+
+    total = lf[n - 1] - lf[k] - lf[n - 1 - k]
+    ai = a.astype(np.int64)
+    log_choose_h = lf[h] - lf[ai] - lf[h - ai]
+    inside = a * (log_comb(a - 1 + bad, k) - total)
+    outside = (h - a) * (log_comb(n - 1 - a, k) - total)
+    terms = log_choose_h + inside + outside
+    top = terms.max()
+    if top == -np.inf:
+        return -math.inf
+    return float((top + math.log(np.exp(terms - top).sum())) / math.log(2))
+
+
 def _check_rates(n: int, dropout_rate: float, corrupt_fraction: float, semi_malicious: bool) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise SecAggConfigError(f"number of clients must be an int >= 2, got {n!r}")
@@ -97,7 +134,7 @@ def choose_parameters(
     sigma: int = SIGMA,
     eta: int = ETA,
 ) -> Parameters:
-    """Smallest k (even, or n - 1 for the complete graph) and the largest t meeting the bounds above;
+    """Smallest k (or n - 1 for the complete graph) and the largest t meeting the bounds above;
     for cohorts too small for them, the complete graph by the deterministic rule of the module docstring.
 
     Public so that `SecAggConfig.create`, `secure_sum` and the federated core use the same parameters;
@@ -108,15 +145,8 @@ def choose_parameters(
     corrupt = math.floor(corrupt_fraction * n)
     bad = min(n, corrupt + math.ceil(dropout_rate * n))
     log2_n = math.log2(n)
-    ks = list(range(2, n - 1, 2)) + [n - 1]
-    for k in ks:
+    for k in range(1, n):
         complete = k == n - 1
-        if complete:
-            log2_disc = -math.inf
-        else:
-            log2_disc = math.log2(n * (n - 1) / 2) + k * _log2(bad / n)
-            if log2_disc > -sigma:
-                continue
         # largest t with correctness, then check security at that t (security improves with t)
         best = None
         for t in range(k, 0, -1):
@@ -131,7 +161,10 @@ def choose_parameters(
         if semi_malicious and t_sec <= 0:
             continue
         sec = _log2(hypergeom_tail_ge(n - 1, corrupt, k, t_sec)) + log2_n
-        if sec <= -sigma:
+        if sec > -sigma:
+            continue
+        log2_disc = -math.inf if complete else log2_disconnect(n, k, bad)
+        if log2_disc <= -sigma:
             return Parameters(k, t, complete, sec, corr, log2_disc)
     return _complete_graph_fallback(n, dropout_rate, corrupt, semi_malicious)
 

@@ -22,7 +22,14 @@ from secagg.errors import (
     StageError,
     ThresholdError,
 )
-from secagg.graph import NeighbourGraph, cohort_seed, contribution_path, contribution_tree, round_seed
+from secagg.graph import (
+    cohort_seed,
+    contribution_path,
+    contribution_tree,
+    in_neighbours,
+    out_neighbours,
+    round_seed,
+)
 from secagg.hazmat import kex, shamir, sign
 from secagg.hazmat.prg import PrgBuffer
 from secagg.messages import (
@@ -72,8 +79,11 @@ class ServerSession:
         self._done = False
         self._aborted = False
         self._keys: dict[int, AdvertiseKeys] = {}
-        self._nbrs: dict[int, tuple[int, ...]] = {}
-        self._full: dict[int, tuple[int, ...]] = {}
+        self._nbrs: dict[int, tuple[int, ...]] = {}  # u -> its holders that advertised (it shares to them)
+        self._full: dict[int, tuple[int, ...]] = {}  # u -> the k holders it drew (share x = position + 1)
+        self._rel: dict[int, tuple[int, ...]] = {}  # u -> its holders and the clients that chose it
+        self._held_by: dict[int, frozenset[int]] = {}  # holder -> the clients whose shares it received
+        self._mask_members: dict[int, frozenset[int]] = {}  # survivor -> the clients it masked with
         self._xpos: dict[int, dict[int, int]] = {}
         self._cts: dict[int, ShareKeys] = {}
         self._u2: frozenset[int] = frozenset()
@@ -89,7 +99,6 @@ class ServerSession:
         self._unverified: tuple[int, ...] = ()
         self._sum = np.zeros(config.vector_length, dtype=np.uint32)
         self._seed = b""
-        self._graph: NeighbourGraph | None = None
 
     def _identity_of(self, cid: int) -> Ed25519PublicKey:
         """The identity key of a cohort member, or InvalidMessageError when none was configured."""
@@ -195,6 +204,7 @@ class ServerSession:
         np.add(self._sum, m.masked, out=self._sum)
         self._u3.add(m.sender)
         self._mask_sets[m.sender] = MaskSet(m.sender, m.mask_neighbours, m.signature)
+        self._mask_members[m.sender] = frozenset(m.mask_neighbours)
 
     def _on_consistency(self, m: ConsistencySignature) -> None:
         if m.sender not in self._u3:
@@ -211,7 +221,7 @@ class ServerSession:
             raise InvalidMessageError(f"unmask reply from client {m.sender}, who was not asked")
         if m.sender in self._shares:
             raise InvalidMessageError(f"duplicate (replayed) unmask reply from client {m.sender}")
-        nbrs = set(self._nbrs[m.sender])
+        nbrs = self._held_by[m.sender]  # whose shares it was sent
         surv, drop = self._u3, self._dropped_set  # sets built once per round: O(k) per message
         for owner, _ in m.self_mask_shares:
             if owner not in nbrs or owner not in surv:
@@ -225,7 +235,7 @@ class ServerSession:
 
     # --- closing stages -------------------------------------------------------------------------
     def _holders_ok(self, alive: frozenset[int] | set[int], what: str) -> None:
-        """Every client in U2 must keep at least t share holders among `alive`, or the round aborts."""
+        """Every client in U2 must keep at least t of its share holders among `alive`, or the round aborts."""
         t = self.config.threshold
         for u in self._u2:
             have = sum(1 for v in self._nbrs[u] if v in alive)
@@ -233,59 +243,65 @@ class ServerSession:
                 raise self._abort(ThresholdError(f"client {u} keeps {have} share holders {what}, need t={t}"))
 
     def broadcast_keys(self) -> dict[int, KeysBroadcast]:
-        """Close stage 1: fix the cohort U1 and its neighbour graph; send each client in U1 its own entry
-        and its neighbours' (O(k) per client: the graph is fixed over the config's cohort, so nobody
-        needs the keys of clients it does not share with; Bell et al. 2020, Sec. 4)."""
+        """Close stage 1: fix U1; each client's k holders are drawn from its own advertised keys
+        (`graph.out_neighbours`). Send each client in U1 its own entry, its holders' and those of the
+        clients that chose it (O(k) per client; Bell et al. 2020, Sec. 4), with the Merkle root of every
+        advertised key and its own path (the root is the signatures' graph seed)."""
         self._guard(Stage.ADVERTISE_KEYS)
         cfg = self.config
         need = max(cfg.threshold + 1, cfg.min_survivors)
         if len(self._keys) < need:
             raise self._abort(ThresholdError(f"{len(self._keys)} clients advertised keys, need {need}"))
         entries = {i: KeyEntry(i, m.c_pk, m.s_pk, m.signature) for i, m in self._keys.items()}
-        # the seed's fresh part: a Merkle root over every advertised key, each client gets its own path
         levels = contribution_tree(cfg.client_ids, {i: (m.c_pk, m.s_pk) for i, m in self._keys.items()})
         root = levels[-1][0]
-        self._seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), root)
-        self._graph = NeighbourGraph(cfg.client_ids, cfg.neighbours, self._seed)
-        full = self._graph.all_neighbours()
-        index = {c: i for i, c in enumerate(cfg.client_ids)}
-        self._nbrs = {u: tuple(v for v in full[u] if v in self._keys) for u in self._keys}
-        # a holder's share of u sits at x = its position in u's whole graph neighbourhood (1..k): every
-        # owner's points lie in 1..k, so reconstruction needs no inversion per secret (shamir._universe)
-        self._full = {u: full[u] for u in self._keys}
-        self._xpos = {u: {v: i + 1 for i, v in enumerate(full[u])} for u in self._keys}
+        base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+        self._seed = round_seed(base, root)
+        keys, ids, k = self._keys, cfg.client_ids, cfg.neighbours
+        full = {u: out_neighbours(ids, k, base, u, m.c_pk, m.s_pk) for u, m in sorted(keys.items())}
+        ins = in_neighbours(full)
+        self._full = full
+        self._nbrs = {u: tuple(v for v in out if v in keys) for u, out in full.items()}
+        self._rel = {u: tuple(sorted(set(out).union(ins.get(u, ())))) for u, out in full.items()}
+        # a holder's share of u sits at x = its position among u's k holders (1..k): every owner's points
+        # lie in 1..k, so reconstruction needs no inversion per secret (shamir._universe)
+        self._xpos = {u: {v: i + 1 for i, v in enumerate(out)} for u, out in full.items()}
+        index = {c: i for i, c in enumerate(ids)}
         self._stage = Stage.SHARE_KEYS
         return {
             u: KeysBroadcast(
                 cfg.round_id,
-                tuple(entries[v] for v in sorted((u, *self._nbrs[u]))),
+                tuple(entries[v] for v in sorted({u, *self._nbrs[u], *ins.get(u, ())})),
                 model_hash=cfg.model_hash,
                 root=root,
                 path=contribution_path(levels, index[u]),
             )
-            for u in sorted(self._keys)
+            for u in sorted(keys)
         }
 
     def route_shares(self) -> dict[int, SharesDelivery]:
-        """Close stage 2: U2 = clients that shared keys; deliver each one the shares addressed to it."""
+        """Close stage 2: U2 = clients that shared keys; deliver each one the shares addressed to it and
+        the list of its own holders in U2 (it masks with both)."""
         self._guard(Stage.SHARE_KEYS)
-        self._u2 = frozenset(self._cts)
-        if len(self._u2) < self.config.min_survivors:
+        self._u2 = u2 = frozenset(self._cts)
+        if len(u2) < self.config.min_survivors:
             raise self._abort(
-                ThresholdError(f"{len(self._u2)} clients shared keys, need {self.config.min_survivors}")
+                ThresholdError(f"{len(u2)} clients shared keys, need {self.config.min_survivors}")
             )
-        self._holders_ok(self._u2, "after key sharing")
-        inbox: dict[int, list[tuple[int, bytes]]] = {v: [] for v in self._u2}
-        for u in sorted(self._u2):
+        self._holders_ok(u2, "after key sharing")
+        inbox: dict[int, list[tuple[int, bytes]]] = {v: [] for v in u2}
+        for u in sorted(u2):
             for v, ct in self._cts[u].ciphertexts:
                 if v in inbox:
                     inbox[v].append((u, ct))
         self._cts.clear()
-        self._routed = {v: tuple(u for u, _ in items) for v, items in inbox.items()}
+        alive = {v: tuple(w for w in self._nbrs[v] if w in u2) for v in u2}
+        self._held_by = {v: frozenset(u for u, _ in items) for v, items in inbox.items()}
+        self._routed = {v: tuple(sorted(self._held_by[v].union(alive[v]))) for v in u2}
         self._stage = Stage.MASKED_INPUT
         rid = self.config.round_id
         return {
-            v: SharesDelivery(rid, v, tuple(items), model_hash=self.config.model_hash)
+            v: SharesDelivery(rid, v, tuple(items), alive[v], model_hash=self.config.model_hash)
             for v, items in inbox.items()
         }
 
@@ -301,8 +317,9 @@ class ServerSession:
             raise self._abort(ThresholdError(f"{len(u3)} masked inputs, need {self.config.min_survivors}"))
         self._holders_ok(u3, "after masked input")
         need = self.config.min_mask_survivors
+        full, members = self._full, self._mask_members
         for u in u3:
-            alive = sum(1 for v in self._mask_sets[u].neighbours if v in u3)
+            alive = sum(1 for v in full[u] if v in u3 and v in members[u])
             if alive < need:
                 raise self._abort(
                     ThresholdError(f"client {u} keeps {alive} surviving mask-neighbours, need {need}")
@@ -312,23 +329,25 @@ class ServerSession:
         self._dropped = tuple(sorted(self._dropped_set))
         self._stage = Stage.CONSISTENCY
         rid, mh = self.config.round_id, self.config.model_hash
-        sets = self._mask_sets
+        sets, held = self._mask_sets, self._held_by
         if self._peer_ids is not None:  # with identity keys every client signs the whole list
             return {
                 w: SurvivorList(
-                    rid, self._survivors, tuple(sets[u] for u in self._nbrs[w] if u in u3), model_hash=mh
+                    rid, self._survivors, tuple(sets[u] for u in sorted(held[w]) if u in u3), model_hash=mh
                 )
                 for w in self._survivors
             }
-        # without them, each survivor gets the part its checks read: survivors within two hops (O(k))
-        graph, total = self._graph, len(u3)
-        if graph is None:  # built when the keys are broadcast, which _guard has already required
-            raise StageError("the neighbour graph is not built: broadcast_keys has not run")
+        # without them, each survivor gets the part its checks read (O(k)): the survivors among itself,
+        # its holders and those that chose it, and each held survivor's surviving holders it masked with
+        total = len(u3)
+        cut = {
+            u: MaskSet(u, tuple(v for v in full[u] if v in u3 and v in members[u])) for u in self._survivors
+        }
         return {
             w: SurvivorList(
                 rid,
-                tuple(v for v in graph.two_hop(w) if v in u3),
-                tuple(sets[u] for u in self._nbrs[w] if u in u3),
+                tuple(sorted((w, *(v for v in self._rel[w] if v in u3)))),
+                tuple(cut[u] for u in sorted(held[w]) if u in u3),
                 model_hash=mh,
                 total=total,
             )
@@ -353,15 +372,16 @@ class ServerSession:
 
     def request_unmask_each(self) -> dict[int, UnmaskRequest]:
         """`request_unmask`, one message per confirming survivor: without identity keys each gets only
-        itself and its graph neighbours from the survivor and dropped lists (O(k) download, issue 13
-        item 4); with identity keys every client needs the whole signed list, and all get the same one."""
+        itself, its holders and the clients that chose it from the survivor and dropped lists (O(k)
+        download, issue 13 item 4); with identity keys every client needs the whole signed list, and
+        all get the same one."""
         full = self.request_unmask()
         if self._peer_ids is not None:
             return dict.fromkeys(sorted(self._u4), full)
         u3, drop, total, rid = self._u3, self._dropped_set, len(self._u3), self.config.round_id
         out = {}
         for w in sorted(self._u4):
-            nb = self._full[w]
+            nb = self._rel[w]
             out[w] = UnmaskRequest(
                 rid,
                 tuple(sorted((w, *(v for v in nb if v in u3)))),
@@ -425,10 +445,10 @@ class ServerSession:
         buf = PrgBuffer(cfg.vector_length)
         for u in self._survivors:
             np.subtract(total, buf.expand(b_seeds[u][:16]), out=total)
-        surv = set(self._survivors)
+        surv, members = self._u3, self._mask_members
         for u, key in dropped_keys.items():
-            for v in self._nbrs[u]:
-                if v not in surv:
+            for v in self._rel[u]:  # the survivors that masked with u
+                if v not in surv or u not in members[v]:
                     continue
                 seed = _common.mask_seed(cfg, u, key, v, kex.load_public(self._keys[v].s_pk))
                 # survivor v added sign(v, u) PRG(s_vu): + when v < u

@@ -5,8 +5,9 @@ Layout (little-endian, every list length-prefixed, id lists as in the wire forma
     magic "PASC" | version u8 | flags u8 (bit 0: aborted) | next stage u8 | client id u32 |
     binding: SHA-256(config digest | client id | identity public key or empty | verifies-peers u8) |
     secrets: c private 32 | s private 32 | self-mask seed 16 | DRBG seed 32 |
-    peers: u32 count, (id u32, c_pk 32, s_pk 32)* | graph neighbourhood: ids | neighbours: ids |
-    neighbour neighbourhoods: u32 count, (id u32, ids)* | held shares: u32 count, (owner u32, b 33, s 33)* |
+    peers: u32 count, (id u32, c_pk 32, s_pk 32)* | graph neighbourhood (own holders and the clients
+    that chose it): ids | neighbours with keys: ids | holders of each client that chose it: u32 count,
+    (id u32, ids)* | held shares: u32 count, (owner u32, b 33, s 33)* |
     mask set: ids | survivor digest: u8 present, 32 bytes if present | graph seed: u8 length + bytes |
     check: SHA-256 of everything above (32 bytes).
 With `state_key`, the whole is sealed: magic "PASE" | version u8 | nonce 12 | AES-256-GCM(state, tag).
@@ -41,7 +42,7 @@ __all__ = ["STATE_VERSION", "export_client", "import_client"]
 
 MAGIC = b"PASC"
 SEALED_MAGIC = b"PASE"
-STATE_VERSION = 3
+STATE_VERSION = 4
 _HEAD = struct.Struct("<4sBBBI")
 _PEER = struct.Struct("<I32s32s")
 _HELD = struct.Struct(f"<I{shamir.SHARE_BYTES}s{shamir.SHARE_BYTES}s")
@@ -92,7 +93,7 @@ def export_client(s: ClientSession, state_key: bytes | None) -> bytes:
         _ids(s._graph_neighbours),
         _ids(s._neighbours),
         _U32.pack(len(s._nbr_sets)),
-        *(_U32.pack(u) + _ids(tuple(sorted(nb))) for u, nb in sorted(s._nbr_sets.items())),
+        *(_U32.pack(u) + _ids(nb) for u, nb in sorted(s._nbr_sets.items())),
         _U32.pack(len(s._held)),
         *(
             _HELD.pack(u, shamir.share_to_bytes(b), shamir.share_to_bytes(k))
@@ -194,7 +195,9 @@ def _parse(
     s._neighbours = r.ids()
     for _ in range(r.count(8)):
         u = r.u32()
-        s._nbr_sets[u] = frozenset(r.ids())
+        if u in s._nbr_sets:
+            raise InvalidStateError(f"holders of {u} repeated")
+        s._nbr_sets[u] = r.ids()
     for _ in range(r.count(_HELD.size)):
         u, b, k = _HELD.unpack(r.take(_HELD.size))
         if u in s._held:
@@ -229,18 +232,24 @@ def _check_stage(s: ClientSession) -> None:
     if nxt >= Stage.MASKED_INPUT:
         if s._peers.get(me) != (s._c.public_bytes, s._s.public_bytes):
             raise InvalidStateError("own public keys missing from the state or not matching its private keys")
-        if me in graph or not set(s._neighbours) <= graph or not set(s._peers) - {me} <= graph:
-            raise InvalidStateError("neighbours outside the graph neighbourhood")
-        if set(s._neighbours) != set(s._peers) - {me}:
+        s._out = s._holders()  # drawn from the client's own keys: recomputed, never trusted from the state
+        out, ins = set(s._out), set(s._nbr_sets)
+        if me in graph or graph != out | ins or any(me not in nb for nb in s._nbr_sets.values()):
+            raise InvalidStateError("graph neighbourhood does not match the client's holders and choosers")
+        present = {v for v in out if v in s._peers}
+        if set(s._neighbours) != present | ins or set(s._neighbours) != set(s._peers) - {me}:
             raise InvalidStateError("neighbours do not match the peers whose keys the state holds")
-        if set(s._nbr_sets) != graph or len(s._neighbours) < s.config.threshold:
-            raise InvalidStateError("neighbourhoods do not match the graph, or fewer than t neighbours")
+        if len(present) < s.config.threshold:
+            raise InvalidStateError("fewer than t share holders")
     elif any(lists[:4]):
         raise InvalidStateError(f"stage {nxt.name} state holds key-sharing data")
     if nxt >= Stage.CONSISTENCY:
         need = max(s.config.threshold, s.config.min_mask_survivors)
-        if set(s._held) != set(s._mask_set) or not set(s._held) <= set(s._neighbours) or len(s._held) < need:
+        mask = set(s._mask_set)
+        if not set(s._held) <= mask or not set(s._held) <= set(s._nbr_sets) or len(mask & set(s._out)) < need:
             raise InvalidStateError("held shares do not match the signed mask set and neighbours")
+        if not mask <= set(s._neighbours):
+            raise InvalidStateError("mask set outside the neighbours")
     elif s._held or s._mask_set:
         raise InvalidStateError(f"stage {nxt.name} state holds shares or a mask set")
     if (s._survivors is not None) != (nxt == Stage.UNMASK):

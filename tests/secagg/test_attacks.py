@@ -21,7 +21,7 @@ from secagg import (
     ServerSession,
     _common,
 )
-from secagg.graph import NeighbourGraph
+from secagg.graph import cohort_seed, out_neighbours
 from secagg.hazmat import kex, shamir
 from secagg.hazmat.prg import expand
 from secagg.messages import MaskSet, SharesDelivery, SurvivorList, UnmaskRequest
@@ -65,19 +65,24 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     routed = relay.route_shares()
     target = 0
     full = routed[target]
-    kept = full.ciphertexts[:t]  # only t of the target's neighbours reach it
-    v_set = {u for u, _ in kept}
-    routed[target] = SharesDelivery(full.round_id, target, kept, model_hash=cfg.model_hash)
+    # the target is told that only t of its holders (V) shared keys and gets no one else's shares, so it
+    # masks with V alone
+    v_set = set(full.out_alive[:t])
+    routed[target] = SharesDelivery(full.round_id, target, (), full.out_alive[:t], model_hash=cfg.model_hash)
     # stage 3: every client sends its masked input; the server pretends V's never arrived
     masked = {cid: wire(c.masked_input(wire(routed[cid]), xs[cid])) for cid, c in clients.items()}
     survivors = tuple(c for c in cfg.client_ids if c not in v_set)
     dropped = tuple(sorted(v_set))
+    base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+    holders = {
+        u: out_neighbours(cfg.client_ids, k, base, u, adv[u].c_pk, adv[u].s_pk) for u in cfg.client_ids
+    }
     refused: set[int] = set()
     sigs = []
     for cid in survivors:
         try:
             reply = clients[cid].consistency(
-                wire(_survivor_list(cfg, cid, survivors, masked, tamper, relay.graph_seed))
+                wire(_survivor_list(cfg, cid, survivors, masked, tamper, holders[target]))
             )
         except SecAggError:
             refused.add(cid)
@@ -94,10 +99,9 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
             replies.append(wire(clients[cid].unmask(wire(request))))
         except SecAggError:
             refused.add(cid)
-    # the x-coordinate of a holder's share is public: its position in the owner's graph neighbourhood
+    # the x-coordinate of a holder's share is public: its position among the owner's holders
     # (id + 1 before issue 13's reconstruction change); the attacker tries both conventions
-    graph = NeighbourGraph(cfg.client_ids, k, relay.graph_seed)
-    pos = {u: {v: i + 1 for i, v in enumerate(graph.neighbours(u))} for u in cfg.client_ids}
+    pos = {u: {v: i + 1 for i, v in enumerate(holders[u])} for u in cfg.client_ids}
     conventions = (lambda owner, holder: pos[owner][holder], lambda owner, holder: holder + 1)
     y = None
     for x_of in conventions:
@@ -125,10 +129,10 @@ def _attack_uneven_routing(n: int, k: int, t: int, max_corrupt: int, identity: b
     return xs[target], y, refused
 
 
-def _survivor_list(cfg, recipient, survivors, masked, tamper, seed):
+def _survivor_list(cfg, recipient, survivors, masked, tamper, target_holders):
     """The survivor list as the attacker sends it: with the genuine signed mask sets of every surviving
     client (extra ones are ignored), or with the target's set left out ("omit"), or replaced by the
-    target's whole neighbourhood under its real signature ("forge")."""
+    target's whole holder set under its real signature ("forge")."""
     target = 0
     sets = []
     for u in survivors:
@@ -138,8 +142,7 @@ def _survivor_list(cfg, recipient, survivors, masked, tamper, seed):
         if u == target and tamper == "omit":
             continue
         if u == target and tamper == "forge":
-            graph = NeighbourGraph(cfg.client_ids, cfg.neighbours, seed)
-            m = MaskSet(u, graph.neighbours(target), m.signature)  # the real neighbourhood, old signature
+            m = MaskSet(u, target_holders, m.signature)  # all the target's holders, old signature
         sets.append(m)
     sets = tuple(sets)
     return SurvivorList(cfg.round_id, survivors, sets, model_hash=cfg.model_hash)
@@ -148,7 +151,8 @@ def _survivor_list(cfg, recipient, survivors, masked, tamper, seed):
 @pytest.mark.parametrize("identity", [True, False], ids=["identity-keys", "no-identity-keys"])
 @pytest.mark.parametrize("n,k,t,corrupt", [(20, 8, 4, 1), (100, 20, 8, 5)])
 def test_uneven_share_routing_does_not_reveal_an_input(n, k, t, corrupt, identity):
-    """Finding 1 (uneven share routing): the target's input must stay masked."""
+    """Finding 1 (uneven share routing): the target's input must stay masked. (Now the server names only t
+    of the target's holders alive, so it masks with them alone, and then calls them dropped.)"""
     x, recovered, refused = _attack_uneven_routing(n, k, t, corrupt, identity)
     assert recovered is None or not np.array_equal(recovered, x)
     assert refused  # honest clients saw it and said no
@@ -345,7 +349,7 @@ def test_secure_sum_works_for_every_small_cohort(n, drop):
             secure_sum(vecs, clip_range=1.0, dropouts=drops, rng=rng)
         return
     total, r = secure_sum(vecs, clip_range=1.0, dropouts=drops, rng=rng)
-    assert r.config.complete_graph and r.config.threshold > r.config.max_corrupt
+    assert r.config.threshold > r.config.corrupt_neighbours  # the tolerated colluders cannot meet t
     ref = np.sum([vecs[c] for c in r.survivors], axis=0)
     assert np.abs(total - ref).max() <= r.max_abs_error
     assert len(r.survivors) == (n - 1 if drop == "masked_input" else n)
@@ -386,43 +390,74 @@ def test_a_garbage_masked_input_is_caught_on_the_decoded_sum(monkeypatch):
         secure_sum(big, clip_range=1.0, config=cfg, rng=rng, norm_bound=1.0)
 
 
-def _ground_round_id(cfg_for, target, corrupt, tries=200_000):
-    """The offline attack on the old graph seed: try round ids until the target's whole neighbourhood
-    (under the seed derived from round id, model hash and cohort alone) is corrupt."""
-    from secagg.graph import NeighbourGraph, cohort_seed
+def _grind_online(cfg, target, corrupt, tries):
+    """The online attack on the graph (finding 3b): between stage 1 and the key broadcast, the server keeps
+    every honest client's AdvertiseKeys and tries fresh keys for the corrupt clients (leaves it never has
+    to prove to an honest client), one key broadcast per try, watching whom the target would share with.
+    Returns the target's holder set under each try (through the target's own share_keys, from one state)."""
+    from secagg import ClientSession
 
+    sessions = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    adv = {c: wire(s.advertise_keys()) for c, s in sessions.items()}
+    state = sessions[target].export_state()
+    seen = []
+    corrupt = sorted(corrupt)
     for i in range(tries):
-        rid = b"ground-" + i.to_bytes(4, "little")
-        cfg = cfg_for(rid)
-        nb = NeighbourGraph(cfg.client_ids, cfg.neighbours, cohort_seed(rid, cfg.model_hash, cfg.client_ids))
-        if set(nb.neighbours(target)) <= corrupt:
-            return cfg, set(nb.neighbours(target))
-    pytest.fail("grinding found no round id")
+        c = corrupt[i % len(corrupt)]
+        adv[c] = wire(ClientSession(cfg, c).advertise_keys())  # another leaf for a corrupt client
+        server = ServerSession(cfg)
+        for m in adv.values():
+            server.receive(m)
+        b = server.broadcast_keys()
+        out = ClientSession.from_state(state, cfg).share_keys(wire(b[target]))
+        seen.append(frozenset(v for v, _ in out.ciphertexts))
+    return seen
 
 
-def test_a_round_id_ground_offline_does_not_choose_a_targets_neighbours():
-    """Finding 3b (round-id grinding): the server chose the round id, and the graph seed was derived from
-    it, the model hash and the cohort alone, so a server could try round ids offline until a target's
-    whole neighbourhood was corrupt (here about 6,500 tries). The seed now also hashes the Merkle root of
-    the keys advertised in stage 1, fresh from every client's CSPRNG and checked by each client (its own
-    leaf): the ground round id decides nothing, and the target shares with other clients."""
-    from secagg import ClientSession, SecAggConfig
+def test_an_online_grinder_cannot_choose_a_targets_holders():
+    """Finding 3b (online grinding): the graph seed hashed the Merkle root of the advertised keys, and the
+    server still chose the leaves of corrupt (and absent) clients after seeing the honest ones, so it could
+    try roots until a target's whole neighbourhood was corrupt (here 4 of 29 among 14 corrupt: 4.2 % a try,
+    found in about 24 tries). Now every client draws its own holders from its own fresh keys: across all
+    400 tries the target shares with one and the same set, and the grinder is exactly as lucky as one
+    honest draw (4.2 %)."""
+    n, target, corrupt = 30, 0, set(range(1, 15))
+    cfg = SecAggConfig(tuple(range(n)), 4, threshold=2, neighbours=4, round_id=b"grind", model_hash=b"m" * 32)
+    seen = _grind_online(cfg, target, corrupt, 400)
+    assert all(len(h) == 4 for h in seen)
+    assert len(set(seen)) == 1  # the grinder does not move the target's holders at all
+    assert any(h <= corrupt for h in seen) == (seen[0] <= corrupt)  # so it never succeeds by trying
 
-    n, target, corrupt = 60, 0, set(range(1, 9))
 
-    def cfg_for(rid):
-        return SecAggConfig(tuple(range(n)), 4, threshold=2, neighbours=4, round_id=rid, model_hash=b"m" * 32)
+def test_clients_that_all_choose_a_target_do_not_count_as_its_honest_neighbours():
+    """The count behind finding 1 under self-drawn holders: anyone may choose the target, so the clients
+    that chose it (here ten corrupt clients that ground their own keys until they drew it) must not count
+    toward the surviving mask-neighbours that have to contain an honest one. Told that none of its own
+    holders shared keys, the target refuses to mask with only the clients that chose it."""
+    from secagg import ClientSession, ThresholdError
 
-    cfg, chosen = _ground_round_id(cfg_for, target, corrupt)
-    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
-    server = ServerSession(cfg)
-    for c in clients.values():
-        server.receive(wire(c.advertise_keys()))
-    b = server.broadcast_keys()
-    out = clients[target].share_keys(wire(b[target]))
-    shared_with = {v for v, _ in out.ciphertexts}
-    assert len(shared_with) == 4
-    assert shared_with != chosen  # equal by chance with probability 1 / C(59, 4) = 2.2e-6
+    n, target, corrupt = 30, 0, list(range(1, 11))
+    cfg = SecAggConfig(
+        tuple(range(n)), 4, threshold=2, neighbours=4, round_id=b"pile", model_hash=b"m" * 32, max_corrupt=3
+    )
+    base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+    sessions = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    adv = {c: s.advertise_keys() for c, s in sessions.items()}
+    for c in corrupt:  # each corrupt client grinds its keys until it draws the target
+        while target not in out_neighbours(cfg.client_ids, 4, base, c, adv[c].c_pk, adv[c].s_pk):
+            sessions[c] = ClientSession(cfg, c)
+            adv[c] = sessions[c].advertise_keys()
+    relay = ServerSession(cfg)
+    for m in adv.values():
+        relay.receive(wire(m))
+    b = relay.broadcast_keys()
+    for c, s in sessions.items():
+        relay.receive(wire(s.share_keys(wire(b[c]))))
+    full = relay.route_shares()[target]
+    assert set(corrupt) <= {u for u, _ in full.ciphertexts}  # ten clients chose the target
+    choosers_only = SharesDelivery(cfg.round_id, target, full.ciphertexts, (), model_hash=cfg.model_hash)
+    with pytest.raises(ThresholdError, match="holders"):
+        sessions[target].masked_input(wire(choosers_only), np.zeros(4, np.uint32))
 
 
 def test_a_key_broadcast_whose_root_leaves_out_the_clients_keys_is_refused():

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg import FixedPointEncoding, SecAggConfig, SecAggConfigError, choose_parameters, max_bits_for
-from secagg.graph import NeighbourGraph, graph_seed
-from secagg.params import binomial_tail_ge, hypergeom_tail_ge
+from secagg.graph import cohort_seed, in_neighbours, out_neighbours
+from secagg.params import binomial_tail_ge, hypergeom_tail_ge, log2_disconnect
 
 
 @pytest.mark.parametrize("n,bits", [(1, 32), (2, 31), (3, 30), (4, 30), (100, 25), (1000, 22), (1025, 21)])
@@ -120,7 +120,7 @@ def test_chosen_k_t_meet_the_stated_bounds(n, delta, gamma, semi):
         assert n <= 30 and "no safe threshold" in str(exc)
         return
     k, t = p.neighbours, p.threshold
-    assert 1 <= t <= k <= n - 1 and (k % 2 == 0 or k == n - 1)
+    assert 1 <= t <= k <= n - 1
     c = math.floor(gamma * n)
     if not p.tail_bounds:  # small cohorts cannot meet sigma = 40 / eta = 20: the deterministic rule
         assert n <= 30 and p.complete and k == n - 1
@@ -132,8 +132,7 @@ def test_chosen_k_t_meet_the_stated_bounds(n, delta, gamma, semi):
     assert n * binomial_tail_ge(k, delta, k - t + 1) <= 2.0**-20
     if not p.complete:
         bad = c + math.ceil(delta * n)
-        assert math.comb(n, 2) * (bad / n) ** k <= 2.0**-40
-        assert p.log2_disconnect <= -40
+        assert log2_disconnect(n, k, bad) == p.log2_disconnect <= -40
     if semi:
         assert t > (k + gamma * k) / 2  # the production rule of DESIGN 4b follows from the tails
     assert p.log2_security_failure <= -40 and p.log2_correctness_failure <= -20
@@ -182,7 +181,6 @@ def _cfg(**over):
         {"vector_length": 2**28 + 1},
         {"vector_length": 3.0},
         {"neighbours": 0},
-        {"neighbours": 3},
         {"neighbours": 10},
         {"threshold": 0},
         {"threshold": 5},
@@ -210,20 +208,45 @@ def test_config_defaults_and_create():
     assert len(made.round_id) == 16 and made.round_id != SecAggConfig.create(range(100), 10).round_id
 
 
-def test_graph_is_k_regular_symmetric_and_depends_on_every_key():
-    ids = list(range(50))
-    entries = [(i, bytes([i]) * 32, bytes([i + 100]) * 32) for i in ids]
-    g = NeighbourGraph(ids, 8, graph_seed(b"r", entries))
-    nb = g.all_neighbours()
-    assert all(len(v) == 8 and u not in v for u, v in nb.items())
-    assert all(u in nb[v] for u, vs in nb.items() for v in vs)
-    assert nb == {u: g.neighbours(u) for u in ids}
-    changed = list(entries)
-    changed[17] = (17, bytes([1]) * 32, bytes([2]) * 32)
-    other = NeighbourGraph(ids, 8, graph_seed(b"r", changed)).all_neighbours()
-    assert other != nb  # one client's keys reshuffle everyone: the server cannot place clients
-    assert NeighbourGraph(ids, 8, graph_seed(b"r2", entries)).all_neighbours() != nb
-    full = NeighbourGraph(ids[:5], 8, graph_seed(b"r", entries[:5]))
-    assert full.complete and full.neighbours(0) == (1, 2, 3, 4)
+def _union_bound_by_hand(n: int, k: int, bad: int) -> float:
+    """The connectivity union bound of `params` with exact integers (small n only)."""
+    h, total = n - bad, math.comb(n - 1, k)
+    p = 0.0
+    for a in range(1, h // 2 + 1):
+        p += (
+            math.comb(h, a)
+            * (math.comb(a - 1 + bad, k) / total) ** a
+            * (math.comb(n - 1 - a, k) / total) ** (h - a)
+        )
+    return math.log2(p) if p else -math.inf
+
+
+@pytest.mark.parametrize("n,k,bad", [(12, 3, 2), (30, 6, 5), (60, 8, 12), (100, 17, 15)])
+def test_the_disconnection_bound_matches_exact_integers(n, k, bad):
+    assert log2_disconnect(n, k, bad) == pytest.approx(_union_bound_by_hand(n, k, bad), abs=1e-6)
+    assert log2_disconnect(n, k + 1, bad) < log2_disconnect(n, k, bad)  # more holders, harder to cut
+
+
+def test_holders_are_k_distinct_others_drawn_from_the_clients_own_keys():
+    ids = tuple(range(50))
+    base = cohort_seed(b"r", b"m", ids)
+    keys = {i: (bytes([i]) * 32, bytes([i + 100]) * 32) for i in ids}
+    outs = {u: out_neighbours(ids, 8, base, u, *keys[u]) for u in ids}
+    assert all(len(v) == 8 and u not in v and list(v) == sorted(set(v)) for u, v in outs.items())
+    ins = in_neighbours(outs)
+    assert sum(map(len, ins.values())) == 50 * 8 and all(u in outs[v] for u, vs in ins.items() for v in vs)
+    # one client's keys decide its own holders only; the round (cohort seed) changes them all
+    other = out_neighbours(ids, 8, base, 17, bytes([1]) * 32, bytes([2]) * 32)
+    assert other != outs[17] and out_neighbours(ids, 8, base, 18, *keys[18]) == outs[18]
+    assert out_neighbours(ids, 8, cohort_seed(b"r2", b"m", ids), 17, *keys[17]) != outs[17]
+    assert out_neighbours(ids[:5], 8, base, 0, *keys[0]) == (1, 2, 3, 4)  # complete graph
     with pytest.raises(SecAggConfigError):
-        NeighbourGraph(ids, 7, graph_seed(b"r", entries))
+        out_neighbours(ids, 8, base, 99, *keys[0])
+    # uniform: over many key pairs each other client is drawn about k / (n - 1) of the time
+    counts = np.zeros(50)
+    for i in range(2000):
+        for v in out_neighbours(ids, 8, base, 0, i.to_bytes(32, "little"), bytes(32)):
+            counts[v] += 1
+    assert counts[0] == 0
+    expected = 2000 * 8 / 49
+    assert np.abs(counts[1:] - expected).max() < 5 * math.sqrt(expected)

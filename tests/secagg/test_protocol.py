@@ -314,9 +314,9 @@ def test_an_aborted_round_still_reports_what_it_cost() -> None:
 
     import secagg
 
-    cfg = secagg.SecAggConfig.create(range(10), 50, dropout_rate=0.1, corrupt_fraction=0.0)
+    cfg = secagg.SecAggConfig.create(range(10), 50, dropout_rate=0.1, corrupt_fraction=0.0, min_survivors=3)
     xs = [np.zeros(50, np.uint32) for _ in range(10)]
-    drops = dict.fromkeys(range(8), "masked_input")  # only 2 masked inputs arrive: below threshold
+    drops = dict.fromkeys(range(8), "masked_input")  # only 2 masked inputs arrive: below the minimum
     with pytest.raises(secagg.ThresholdError) as info:
         secagg.aggregate(xs, cfg, dropouts=drops)
     cost = info.value.cost
@@ -327,17 +327,11 @@ def test_an_aborted_round_still_reports_what_it_cost() -> None:
 
 def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> None:
     """Regression (review): a server showing a victim only itself and t colluders used to make those
-    colluders the victim's whole neighbourhood. The graph is laid over the whole cohort, on a seed the
-    victim checks holds its own keys, so a view without the victim's neighbours under that seed leaves it
-    below threshold, and it refuses."""
+    colluders the victim's whole neighbourhood. A client's holders are drawn from its own keys over the
+    whole cohort, so a view without them leaves it below threshold and it refuses; shown everyone, it
+    shares with exactly the holders it drew, whatever else the view holds."""
     from secagg import ClientSession, SecAggConfig, ThresholdError
-    from secagg.graph import (
-        NeighbourGraph,
-        cohort_seed,
-        contribution_path,
-        contribution_tree,
-        round_seed,
-    )
+    from secagg.graph import cohort_seed, contribution_path, contribution_tree, out_neighbours
     from secagg.messages import KeyEntry, KeysBroadcast
 
     n = 60
@@ -352,38 +346,32 @@ def test_a_server_cannot_choose_a_clients_neighbours_by_choosing_its_view() -> N
     victim = 0
     sessions = {i: ClientSession(cfg, i) for i in cfg.client_ids}
     adv = {i: s.advertise_keys() for i, s in sessions.items()}
+    base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+    holders = set(out_neighbours(cfg.client_ids, 8, base, victim, adv[victim].c_pk, adv[victim].s_pk))
 
-    def bcast(view):
-        """The attacker's broadcast for the victim: a well-formed root and path over the keys of `view`."""
+    def bcast(view, who=victim):
+        """The attacker's broadcast for `who`: a well-formed root and path over the keys of `view`."""
         levels = contribution_tree(cfg.client_ids, {i: (adv[i].c_pk, adv[i].s_pk) for i in view})
-        b = KeysBroadcast(
+        return KeysBroadcast(
             cfg.round_id,
             tuple(KeyEntry(i, adv[i].c_pk, adv[i].s_pk) for i in view),
             model_hash=cfg.model_hash,
             root=levels[-1][0],
-            path=contribution_path(levels, cfg.client_ids.index(victim)),
+            path=contribution_path(levels, cfg.client_ids.index(who)),
         )
-        seed = round_seed(cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids), b.root)
-        return b, set(NeighbourGraph(cfg.client_ids, 8, seed).neighbours(victim))
 
-    # the attacker searches for a view of colluders that are not the victim's neighbours under that view's
-    # graph (the graph depends on the view's keys, so it must try): the victim refuses that view
-    for start in range(1, n):
-        colluders = [1 + (start + j) % (n - 1) for j in range(cfg.threshold + 2)]
-        view = sorted({victim, *colluders})
-        b, real = bcast(view)
-        if not real & set(colluders):
-            break
-    else:
-        pytest.fail("no view of non-neighbours found")
+    colluders = [c for c in cfg.client_ids if c != victim and c not in holders][: cfg.threshold + 2]
     with pytest.raises(ThresholdError):
-        sessions[victim].share_keys(b)
-    # shown everyone, a fresh victim shares only with its graph neighbours under the root it was shown
-    fresh = ClientSession(cfg, victim)
+        sessions[victim].share_keys(bcast(sorted({victim, *colluders})))
+    out = sessions[1].share_keys(bcast(list(cfg.client_ids), 1))
+    assert {v for v, _ in out.ciphertexts} == set(
+        out_neighbours(cfg.client_ids, 8, base, 1, adv[1].c_pk, adv[1].s_pk)
+    )
+    fresh = ClientSession(cfg, victim)  # the victim again, with every key in view but two holders missing
     adv[victim] = fresh.advertise_keys()
-    b2, real = bcast(list(cfg.client_ids))
-    out = fresh.share_keys(b2)
-    assert {v for v, _ in out.ciphertexts} == real
+    holders = out_neighbours(cfg.client_ids, 8, base, victim, adv[victim].c_pk, adv[victim].s_pk)
+    out = fresh.share_keys(bcast([c for c in cfg.client_ids if c not in holders[:2]]))
+    assert {v for v, _ in out.ciphertexts} == set(holders[2:])
 
 
 def test_results_report_cpu_and_wall_time_on_separate_clocks() -> None:
@@ -404,18 +392,30 @@ def test_results_report_cpu_and_wall_time_on_separate_clocks() -> None:
     assert set(cost.client_wall_s) == set(cfg.client_ids) and cost.server_wall_s > 0
 
 
+def _entries_per_client(r) -> dict[int, int]:
+    """Key entries each client was sent (its own, its holders', those of the clients that chose it)."""
+    from secagg.messages import decode
+
+    return {
+        e.client: len(decode(e.payload).entries)
+        for e in r.transcript
+        if e.stage == "share_keys" and e.direction == "down"
+    }
+
+
 def test_key_broadcast_download_is_o_k_not_o_n() -> None:
-    """Issue 13 item 4: each client receives only its own and its neighbours' keys, so the key
-    broadcast's bytes per client do not grow with the cohort at fixed k, except for the Merkle path of
-    its own keys in the graph seed's root (32 bytes per doubling of n, finding 3)."""
-    sizes = {}
+    """Issue 13 item 4: each client receives only its own keys, its k holders' and those of the clients
+    that chose it (k on average), so the key broadcast's bytes per client do not grow with the cohort at
+    fixed k, except for the Merkle path of its own keys in the root (32 bytes per doubling of n)."""
+    k = 6
     for n in (24, 96):
-        cfg = make_config(n, k=6, t=3, d=8)
+        cfg = make_config(n, k=k, t=3, d=8)
         r = aggregate(vectors(cfg, 1), cfg, dropouts={1: "masked_input"})
-        sizes[n] = max(r.bytes_down[c]["share_keys"] for c in cfg.client_ids)
-        # 7 entries (self + 6 neighbours) of 69 bytes, the header, the root and a path of ceil(log2 n)
-        assert sizes[n] <= 7 * 70 + 64 + 34 + 32 * (n - 1).bit_length()
-    assert sizes[96] - sizes[24] == 32 * ((96 - 1).bit_length() - (24 - 1).bit_length())
+        entries = _entries_per_client(r)
+        assert sum(entries.values()) / n <= 2 * k + 1  # 1 + k + mean in-degree k, less mutual choices
+        for c in cfg.client_ids:
+            # entries of 69 bytes, the header, the root and a path of ceil(log2 n)
+            assert r.bytes_down[c]["share_keys"] <= 69 * entries[c] + 64 + 34 + 32 * (n - 1).bit_length()
 
 
 def test_a_missing_identity_key_is_a_typed_error_not_a_crash() -> None:
@@ -430,17 +430,19 @@ def test_a_missing_identity_key_is_a_typed_error_not_a_crash() -> None:
 
 
 def test_survivor_list_and_unmask_request_downloads_are_o_k_not_o_n() -> None:
-    """Issue 13 item 4: without identity keys each survivor gets the survivors within two graph hops (its
-    checks read nothing else) and, to unmask, only itself and its neighbours: the consistency and unmask
-    downloads do not grow with the cohort at fixed k (they were 4 bytes per survivor and dropped client)."""
-    sizes = {}
+    """Issue 13 item 4: without identity keys each survivor gets the survivors among itself, its holders and
+    the clients that chose it, with each held client's surviving holders (its checks read nothing else),
+    and, to unmask, the status of the same clients: the consistency and unmask downloads are bounded by
+    the client's degree, not the cohort (they were 4 bytes per survivor and dropped client)."""
+    k = 6
     for n in (48, 192):
-        cfg = make_config(n, k=6, t=3, d=8)
+        cfg = make_config(n, k=k, t=3, d=8)
         r = aggregate(vectors(cfg, 1), cfg)
-        sizes[n] = {st: max(r.bytes_down[c][st] for c in cfg.client_ids) for st in ("consistency", "unmask")}
-    assert sizes[48] == sizes[192]
-    assert sizes[192]["consistency"] < 13 * 4 + 6 * (4 + 4 + 6 * 4 + 1) + 64  # 2k + 1 ids, k mask sets
-    assert sizes[192]["unmask"] < 7 * 4 + 64
+        entries = _entries_per_client(r)
+        for c in cfg.client_ids:
+            e = entries[c]  # itself + holders + choosers; at most e - 1 held clients with k holders each
+            assert r.bytes_down[c]["consistency"] <= 64 + 2 * e + (e - 1) * (4 + 9 + 2 * k + 1)
+            assert r.bytes_down[c]["unmask"] <= 64 + 2 * e + 4
 
 
 def test_with_identity_keys_a_client_signs_and_unmasks_only_for_the_whole_list() -> None:
