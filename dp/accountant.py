@@ -773,6 +773,7 @@ def clear_caches() -> None:
         _quick_base,
         _pld_epsilon_parts,
         _quick_groups,
+        _quick_start,
         privacy_loss_span,
     ):
         cached.cache_clear()
@@ -875,6 +876,44 @@ def quick_epsilon_and_grid(
 
 
 @functools.lru_cache(maxsize=4096)
+def _quick_start(parts: Parts) -> tuple[float, float]:
+    """(first grid, finest grid) of quick_epsilon's ladder for `parts`: 2,000 points of the widest loss
+    range, coarser where the composition would pass PLD_MAX_COMPOSED_POINTS points (a typed refusal
+    naming RDP where the base would then keep under PLD_MIN_BASE_POINTS points); the finest is no finer
+    than pld_grid(z, 1e-5, q) and keeps the composition (its width predicted on the first grid) within
+    PLD_MAX_COMPOSED_POINTS. Every rung of the ladder is the first grid halved k times (exact in floating
+    point), so calibration can evaluate a rung at any z and the ladder finds it cached."""
+    span = max(privacy_loss_span(z, q) for z, q, _ in parts)
+    finest = max(max(pld_grid(z, DEFAULT_PLD_DISCRETIZATION / 10, q) for z, q, _ in parts), 1e-6)
+    grid = max(span / _QUICK_START_POINTS, finest)
+    with _bounded("pld"):
+        width = _parts_width(parts, grid)
+        if width / grid > PLD_MAX_COMPOSED_POINTS:
+            grid = width / PLD_MAX_COMPOSED_POINTS
+            if span / grid < PLD_MIN_BASE_POINTS:
+                z, q, n = max(parts, key=lambda p: _composed_width(_quick_base(p[0], p[1], grid), p[2]))
+                raise InvalidPrivacyParameterError(
+                    f"PLD cannot compose {n} rounds of a Gaussian of multiplier {z} sampled at {q} in "
+                    f"bounded time and memory (the privacy loss spreads over ~{width:.3g} nats, epsilon "
+                    "is in the thousands or more): ask method='rdp', which is looser but costs the same "
+                    "at any number of rounds"
+                )
+    return grid, max(finest, width / PLD_MAX_COMPOSED_POINTS)
+
+
+def quick_rung(z: float, q: float, n: int, rung: int) -> float:
+    """The grid of quick_epsilon's ladder for (z, q, n) after `rung` halvings (validated arguments), or the
+    ladder's finest grid where it stops halving earlier."""
+    parts = ((z, q, n),)
+    grid, finest = _quick_start(parts)
+    for _ in range(rung):
+        if grid / 2 < finest:
+            break
+        grid /= 2
+    return grid
+
+
+@functools.lru_cache(maxsize=4096)
 def _quick_groups(parts: Parts, d: float, tol: float) -> tuple[float, float]:
     """quick_epsilon's ladder for a ledger of Poisson-sampled Gaussian parts (z, q, count), composed on one
     grid per step (dp_accounting composes PLDs of one discretization only): (epsilon, grid).
@@ -891,21 +930,8 @@ def _quick_groups(parts: Parts, d: float, tol: float) -> tuple[float, float]:
                 f"PLD composes at most {PLD_MAX_ROUNDS:,} rounds of one mechanism in bounded time, asked "
                 f"for {n:,}: ask method='rdp', which is looser but costs the same at any number of rounds"
             )
-    span = max(privacy_loss_span(z, q) for z, q, _ in parts)
-    finest = max(max(pld_grid(z, DEFAULT_PLD_DISCRETIZATION / 10, q) for z, q, _ in parts), 1e-6)
-    grid = max(span / _QUICK_START_POINTS, finest)
+    grid, finest = _quick_start(parts)
     with _bounded("pld"):
-        width = _parts_width(parts, grid)
-        if width / grid > PLD_MAX_COMPOSED_POINTS:
-            grid = width / PLD_MAX_COMPOSED_POINTS
-            if span / grid < PLD_MIN_BASE_POINTS:
-                z, q, n = max(parts, key=lambda p: _composed_width(_quick_base(p[0], p[1], grid), p[2]))
-                raise InvalidPrivacyParameterError(
-                    f"PLD cannot compose {n} rounds of a Gaussian of multiplier {z} sampled at {q} in "
-                    f"bounded time and memory (the privacy loss spreads over ~{width:.3g} nats, epsilon "
-                    "is in the thousands or more): ask method='rdp', which is looser but costs the same "
-                    "at any number of rounds"
-                )
         values: list[float] = []
         while True:
             values.append(_pld_epsilon_parts(parts, d, grid))
@@ -913,7 +939,6 @@ def _quick_groups(parts: Parts, d: float, tol: float) -> tuple[float, float]:
                 estimate = (values[-2] - values[-1]) / 3.0  # the error left at this grid (square law)
                 if estimate <= 0.4 * tol * values[-1]:
                     return values[-1], grid
-            finer = grid / 2
-            if finer < finest or _parts_width(parts, finer) / finer > PLD_MAX_COMPOSED_POINTS:
+            if grid / 2 < finest:
                 return values[-1], grid  # the finest grid allowed: still an upper bound
-            grid = finer
+            grid /= 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from dp_accounting.pld import privacy_loss_distribution as pld_lib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dp.accountant import epsilon_for
+import dp.accountant as acc_mod
+from dp.accountant import epsilon_for, quick_epsilon_and_grid
 from dp.calibration import calibrate_dp_sgd, calibrate_noise, dp_sgd_steps
 from dp.errors import CalibrationError, InvalidPrivacyParameterError
 
@@ -70,3 +72,55 @@ def test_a_target_met_at_the_smallest_noise_is_a_clear_refusal() -> None:
     # review: calibrating to epsilon = 1000 searched for 78 s and ended in a brentq bracket error
     with pytest.raises(CalibrationError, match="vacuous"):
         calibrate_noise(1000.0, 1e-5, 0.01, 10)
+
+
+@pytest.mark.parametrize(
+    ("eps", "q", "rounds"),
+    [
+        (1000.0, 0.01, 100),  # z ~ 0.06: each fine-grid PLD was large (2.9 s, over the 2 s goal)
+        (3.0, 0.001, 100),  # small q: a fixed grid asked small z for 60,000 points per evaluation
+        (0.5, 0.001, 10_000),  # small epsilon, many rounds
+        (1000.0, 0.1, 1000),
+    ],
+)
+def test_calibration_never_overshoots_the_reported_or_the_true_epsilon(
+    eps: float, q: float, rounds: int
+) -> None:
+    z = calibrate_noise(eps, 1e-5, q, rounds)
+    reported = epsilon_for(z, q, rounds, 1e-5)  # what privacy.json and `privagg budget` print
+    assert 0.99 * eps <= reported <= eps
+    # dp_accounting's own PLD, on a grid finer than the reported bound's: never above the target either
+    _, grid = quick_epsilon_and_grid(z, q, rounds, 1e-5)
+    fine = pld_lib.from_gaussian_mechanism(z, value_discretization_interval=grid / 2, sampling_prob=q)
+    assert fine.self_compose(rounds).get_epsilon_for_delta(1e-5) <= eps
+
+
+def test_calibration_evaluates_no_fine_pld(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the cost, without a clock: every evaluation is on the rung quick_epsilon settles on, in points of
+    # that z's own loss range (a fixed grid built 60,000-point PLDs, 570,000 points in all, 3.8 s)
+    points: list[int] = []
+    real = pld_lib.from_gaussian_mechanism
+
+    def recording(*args, **kwargs):
+        pld = real(*args, **kwargs)
+        points.append(pld._pmf_remove.size)
+        return pld
+
+    acc_mod.clear_caches()
+    monkeypatch.setattr(acc_mod._PLD, "from_gaussian_mechanism", recording)
+    assert calibrate_noise(3.0, 1e-5, 0.001, 100) > 0
+    assert max(points) <= 10_000 and sum(points) <= 100_000
+
+
+def test_a_reported_epsilon_above_target_steps_the_noise_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the search's grid and the reported bound's may disagree near the target: the last check then steps
+    # z up (by the local slope) until the reported number is within the target, never returns above it
+    import dp.calibration as cal
+
+    def pessimistic(z, q, n, d, **kw):
+        return 1.02 * epsilon_for(z, q, n, d, **kw)  # 2% above: the search's answer is infeasible
+
+    monkeypatch.setattr(cal, "epsilon_for", pessimistic)
+    z = calibrate_noise(3.0, 1e-5, 0.01, 1000)
+    assert pessimistic(z, 0.01, 1000, 1e-5) <= 3.0
+    assert pessimistic(z, 0.01, 1000, 1e-5) >= 0.98 * 3.0  # stepped by the slope, not far past
