@@ -380,8 +380,9 @@ class ClientSession:
 
     def _confirmed_digest(self, survivors: tuple[int, ...]) -> bytes:
         """What the client remembers of the list it confirmed, compared with the unmask request's: with
-        identity keys the whole list (it is what was signed), without them the survivors among itself and
-        its graph neighbours, the only ones whose status its unmask answer depends on (O(k) download)."""
+        identity keys the whole list (it is what was signed), without them the survivors among itself, its
+        holders and the clients that drew it, the only ones its checks and unmask answer read (O(k)
+        download)."""
         if self._peer_ids is not None:
             return _digest(survivors)
         mine = {self.client_id, *self._graph_neighbours}

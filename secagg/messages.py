@@ -251,11 +251,12 @@ class KeyEntry:
 
 @dataclass(frozen=True)
 class KeysBroadcast(_Base):
-    """Server -> one client that advertised: its own and its graph neighbours' keys, in id order, with the
-    Merkle root of every advertised key (the graph seed's fresh part) and the path proving its own leaf.
+    """Server -> one client that advertised: its own, its holders' and its choosers' keys, in id order,
+    with the Merkle root of every advertised key and the path proving its own leaf.
 
-    The root (wire version 3) makes the graph depend on keys the server learns only in stage 1, so it
-    cannot be ground offline (issue 13 finding 3)."""
+    The root (wire version 3) is the graph seed inside every signature: a majority-signed survivor list
+    certifies one set of advertised keys. The graph itself is each client's own draw from its own keys
+    (`graph.out_neighbours`), which no root can move (issue 13 finding 3b)."""
 
     TYPE: ClassVar[int] = 2
     STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
