@@ -295,7 +295,13 @@ class KeysBroadcast(_Base):
 
 
 def _write_cts(items: tuple[tuple[int, bytes], ...]) -> bytes:
-    return _U32.pack(len(items)) + b"".join(_U32.pack(i) + ct for i, ct in items)
+    """Count, then the (id, sealed share) records: packed in one C loop when every share has its fixed
+    length (the server writes n k of them); written as given otherwise ("s" would pad or cut them), so a
+    malformed object still encodes to bytes that `decode` refuses."""
+    head = _U32.pack(len(items))
+    if all(len(ct) == SEALED_SHARE_BYTES for _, ct in items):
+        return head + b"".join(itertools.starmap(_CT_RECORD.pack, items))
+    return head + b"".join(_U32.pack(i) + ct for i, ct in items)
 
 
 def _read_cts(r: _Reader) -> tuple[tuple[int, bytes], ...]:

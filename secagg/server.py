@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from secagg import _common
 from secagg.config import SecAggConfig
@@ -446,11 +447,15 @@ class ServerSession:
         for u in self._survivors:
             np.subtract(total, buf.expand(b_seeds[u][:16]), out=total)
         surv, members = self._u3, self._mask_members
+        public: dict[int, X25519PublicKey] = {}  # each survivor's key parsed once, however many dropped peers
         for u, key in dropped_keys.items():
             for v in self._rel[u]:  # the survivors that masked with u
                 if v not in surv or u not in members[v]:
                     continue
-                seed = _common.mask_seed(cfg, u, key, v, kex.load_public(self._keys[v].s_pk))
+                pk = public.get(v)
+                if pk is None:
+                    pk = public[v] = kex.load_public(self._keys[v].s_pk)
+                seed = _common.mask_seed(cfg, u, key, v, pk)
                 # survivor v added sign(v, u) PRG(s_vu): + when v < u
                 if v < u:
                     np.subtract(total, buf.expand(seed), out=total)
