@@ -475,3 +475,42 @@ def test_with_identity_keys_a_client_signs_and_unmasks_only_for_the_whole_list()
     with pytest.raises(UnsafeRequestError, match="whole signed list"):
         clients[1].unmask(wire(dataclasses.replace(req[1], total=7)))
     clients[2].unmask(wire(req[2]))
+
+
+def test_a_delivery_naming_non_holders_alive_or_shares_from_a_non_chooser_is_refused() -> None:
+    """Self-drawn holders (issue 13 finding 3b): the server names which of a client's own holders are alive
+    and forwards the shares of the clients that drew it; a name outside its holders, or a share from a
+    client that did not draw it, is refused (InvalidMessageError), and the honest delivery is accepted."""
+    import dataclasses
+
+    cfg = make_config(20, k=4, t=2)
+    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    server = ServerSession(cfg)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    b = server.broadcast_keys()
+    for cid, c in clients.items():
+        server.receive(wire(c.share_keys(wire(b[cid]))))
+    routed = server.route_shares()
+    x = np.zeros(cfg.vector_length, np.uint32)
+    target = 0
+    states = clients[target].export_state()
+    holders = set(clients[target]._out)
+    stranger = next(c for c in cfg.client_ids if c != target and c not in holders)
+    bad_alive = tuple(sorted({*routed[target].out_alive, stranger}))
+    with pytest.raises(InvalidMessageError, match="alive"):
+        ClientSession.from_state(states, cfg).masked_input(
+            wire(dataclasses.replace(routed[target], out_alive=bad_alive)), x
+        )
+    choosers = {u for u, _ in routed[target].ciphertexts}
+    other = next(
+        v for v in cfg.client_ids if v != target and any(u not in choosers for u, _ in routed[v].ciphertexts)
+    )
+    foreign = next((u, ct) for u, ct in routed[other].ciphertexts if u not in choosers and u != target)
+    forged = tuple(sorted((*routed[target].ciphertexts, foreign)))
+    with pytest.raises(InvalidMessageError, match="did not choose"):
+        ClientSession.from_state(states, cfg).masked_input(
+            wire(dataclasses.replace(routed[target], ciphertexts=forged)), x
+        )
+    out = ClientSession.from_state(states, cfg).masked_input(wire(routed[target]), x)
+    assert set(out.mask_neighbours) == set(routed[target].out_alive) | choosers
