@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from dp.errors import InvalidPrivacyParameterError
 
 _TWO_53 = float(2**53)
+#: pairs of uniforms per block of the polar method: its temporaries (~10 arrays of 8 bytes) stay in cache
+_BLOCK = 8192
 
 
 class AesCtrGenerator:
@@ -64,24 +66,31 @@ class AesCtrGenerator:
         """N(0, 1) by Marsaglia's polar method (Marsaglia and Bray 1964): a pair (u, v) uniform on the square
         [-1, 1)^2 with s = u^2 + v^2 in (0, 1) gives two independent normals u sqrt(-2 ln s / s) and
         v sqrt(-2 ln s / s). No trigonometry (numpy's float64 cos/sin made Box-Muller ~4x slower), and s
-        down to 2^-104 reaches 12 standard deviations of tail (Box-Muller from 53-bit uniforms: 8.6)."""
+        down to 2^-104 reaches 12 standard deviations of tail (Box-Muller from 53-bit uniforms: 8.6).
+        Drawn in blocks of _BLOCK pairs with the arithmetic in place, so the temporaries stay in cache:
+        ~8 ns a normal at any size (one call for 262,144 normals was 29 ns each, 4x slower than a block)."""
         n, shape = self._count(size)
         pairs = (n + 1) // 2
         out = np.empty(2 * pairs, dtype=np.float64)
         filled = 0
         while filled < pairs:
-            want = pairs - filled
+            want = min(pairs - filled, _BLOCK)
             draw = int(want / 0.78) + 16  # acceptance pi / 4 ~ 0.785
-            w = (self._words(2 * draw) >> np.uint64(11)).astype(np.float64)
-            uv = w * (2.0 / _TWO_53) - 1.0  # [-1, 1) on a 2^-52 grid
+            uv = (self._words(2 * draw) >> np.uint64(11)).astype(np.float64)
+            uv *= 2.0 / _TWO_53
+            uv -= 1.0  # [-1, 1) on a 2^-52 grid
             u, v = uv[:draw], uv[draw:]
-            s = u * u + v * v
-            ok = (s < 1.0) & (s > 0.0)
-            u, v, s = u[ok][:want], v[ok][:want], s[ok][:want]
-            f = np.sqrt(-2.0 * np.log(s) / s)
+            s = u * u
+            s += v * v
+            keep = np.flatnonzero((s < 1.0) & (s > 0.0))[:want]
+            s, u, v = s[keep], u[keep], v[keep]
+            f = np.log(s)
+            f *= -2.0
+            f /= s
+            np.sqrt(f, out=f)
             k = len(s)
-            out[filled : filled + k] = u * f
-            out[pairs + filled : pairs + filled + k] = v * f
+            np.multiply(u, f, out=out[filled : filled + k])
+            np.multiply(v, f, out=out[pairs + filled : pairs + filled + k])
             filled += k
         return self._shaped(out[:n], shape)
 
