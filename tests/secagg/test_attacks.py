@@ -485,3 +485,45 @@ def test_a_key_broadcast_whose_root_leaves_out_the_clients_keys_is_refused():
     with pytest.raises(InvalidMessageError, match="contribution root"):
         clients[5].share_keys(wire(dataclasses.replace(b[5], root=b"", path=())))
     clients[6].share_keys(wire(b[6]))  # the honest broadcast is accepted
+
+
+def test_holders_do_not_count_a_targets_choosers_when_its_holders_are_called_dropped():
+    """The holders' side of the same count: the target is told two of its holders are alive (enough to
+    mask), and ten corrupt clients drew it; the server then calls those two holders dropped while the
+    choosers survive. The target's other holders must refuse to help unmask it: its surviving
+    mask-neighbours are all choosers, which anyone can be, none of them its own holders."""
+    from secagg import ClientSession, UnsafeRequestError
+
+    n, target, corrupt = 30, 0, list(range(1, 11))
+    cfg = SecAggConfig(
+        tuple(range(n)), 4, threshold=2, neighbours=4, round_id=b"pile2", model_hash=b"m" * 32, max_corrupt=3
+    )
+    base = cohort_seed(cfg.round_id, cfg.model_hash, cfg.client_ids)
+    sessions = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    adv = {c: s.advertise_keys() for c, s in sessions.items()}
+    for c in corrupt:
+        while target not in out_neighbours(cfg.client_ids, 4, base, c, adv[c].c_pk, adv[c].s_pk):
+            sessions[c] = ClientSession(cfg, c)
+            adv[c] = sessions[c].advertise_keys()
+    relay = ServerSession(cfg)
+    for m in adv.values():
+        relay.receive(wire(m))
+    b = relay.broadcast_keys()
+    for c, s in sessions.items():
+        relay.receive(wire(s.share_keys(wire(b[c]))))
+    routed = relay.route_shares()
+    full = routed[target]
+    v_set = set(full.out_alive[:2])
+    routed[target] = SharesDelivery(
+        cfg.round_id, target, full.ciphertexts, full.out_alive[:2], model_hash=cfg.model_hash
+    )
+    xs = np.zeros(4, np.uint32)
+    masked = {c: wire(s.masked_input(wire(routed[c]), xs)) for c, s in sessions.items()}
+    assert set(corrupt) <= set(masked[target].mask_neighbours)
+    survivors = tuple(c for c in cfg.client_ids if c not in v_set)
+    holders = out_neighbours(cfg.client_ids, 4, base, target, adv[target].c_pk, adv[target].s_pk)
+    others = [h for h in holders if h not in v_set]
+    assert others
+    for h in others:
+        with pytest.raises(UnsafeRequestError, match="among its holders"):
+            sessions[h].consistency(wire(_survivor_list(cfg, h, survivors, masked, "none", holders)))
