@@ -204,13 +204,27 @@ def main() -> None:
         down = sum(r.bytes_down for r in hist) / max(sum(r.sampled for r in hist), 1) / 1e3
         if ref_hist is None:
             ref_hist, ref_up = hist, up
-        eps = res.privacy.get("epsilon")
+        eps = _epsilon(res.privacy)
         print(
             f"| {label} | {wall:.3f} | {wall_x:.2f} | {sa_ms} | {sim:.4f} | {sim_x:.2f} | "
             f"{up:.1f} | {up / ref_up:.2f} | {down:.1f} | "
-            f"{100 * res.final['accuracy']:.1f}% | {'-' if eps is None else f'{eps:.2f}'} |",
+            f"{100 * res.final['accuracy']:.1f}% | {eps} |",
             flush=True,
         )
+
+
+def _epsilon(privacy: dict) -> str:
+    """The run's epsilon, against each adversary where privacy.json names more than one (headline first)."""
+    eps = privacy.get("epsilon")
+    if eps is None:
+        return "-"
+    by = privacy.get("epsilon_by_adversary") or {}
+    if len(by) < 2:
+        return f"{eps:.2f}"
+    names = {"server_knowing_cohort": "server", "observer_of_model": "observer"}
+    head = privacy.get("headline_adversary")
+    order = sorted(by, key=lambda who: who != head)
+    return "; ".join(f"{by[who]:.2f} ({names.get(who, who)})" for who in order)
 
 
 if __name__ == "__main__":
