@@ -183,7 +183,9 @@ class ServerSession:
         if m.sender in self._cts:
             raise InvalidMessageError(f"duplicate (replayed) ShareKeys from client {m.sender}")
         if tuple(v for v, _ in m.ciphertexts) != self._nbrs[m.sender]:
-            raise InvalidMessageError(f"client {m.sender} must address exactly its neighbours")
+            raise InvalidMessageError(
+                f"client {m.sender} must address exactly the holders it drew (those that advertised)"
+            )
         self._cts[m.sender] = m
 
     def _on_masked_input(self, m: MaskedInput) -> None:

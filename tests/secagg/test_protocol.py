@@ -514,3 +514,23 @@ def test_a_delivery_naming_non_holders_alive_or_shares_from_a_non_chooser_is_ref
         )
     out = ClientSession.from_state(states, cfg).masked_input(wire(routed[target]), x)
     assert set(out.mask_neighbours) == set(routed[target].out_alive) | choosers
+
+
+def test_the_server_refuses_shares_addressed_to_anyone_but_the_senders_drawn_holders() -> None:
+    """Shares go only to the k holders a client drew from its own keys: a ShareKeys that addresses any
+    other cohort member (a chooser, a stranger) is refused by the server (InvalidMessageError)."""
+    import dataclasses
+
+    cfg = make_config(20, k=4, t=2)
+    clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
+    server = ServerSession(cfg)
+    for c in clients.values():
+        server.receive(wire(c.advertise_keys()))
+    b = server.broadcast_keys()
+    out = clients[0].share_keys(wire(b[0]))
+    holders = {v for v, _ in out.ciphertexts}
+    stranger = next(c for c in cfg.client_ids if c != 0 and c not in holders)
+    moved = tuple(sorted([(stranger, out.ciphertexts[0][1]), *out.ciphertexts[1:]]))
+    with pytest.raises(InvalidMessageError, match="holders it drew"):
+        server.receive(wire(dataclasses.replace(out, ciphertexts=moved)))
+    server.receive(wire(out))  # the honest message is still accepted
