@@ -29,7 +29,7 @@ from dp_accounting.pld import pld_privacy_accountant  # noqa: E402
 from dp_accounting.rdp import rdp_privacy_accountant  # noqa: E402
 
 from dp import clear_caches  # noqa: E402
-from dp.accountant import PrivacyAccountant, epsilon_for, quick_epsilon  # noqa: E402
+from dp.accountant import PrivacyAccountant, epsilon_for  # noqa: E402
 from dp.calibration import calibrate_dp_sgd, calibrate_noise, dp_sgd_steps  # noqa: E402
 from dp.events import poisson_round  # noqa: E402
 from dp.local import (  # noqa: E402
@@ -371,6 +371,12 @@ def _timed(fn) -> tuple[str, float, float]:
     return out, time.process_time() - c0, time.perf_counter() - w0
 
 
+def _dpa_pld(z: float, q: float, rounds: int, grid: float = 1e-4) -> float:
+    ev = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(z)), rounds)
+    acc = pld_privacy_accountant.PLDAccountant(value_discretization_interval=grid)
+    return acc.compose(ev).get_epsilon(1e-5)
+
+
 def bench_accountant(fine: bool) -> None:
     print(
         "## Accountant time (Poisson q=0.01, z=1.0, delta=1e-5; cold: caches cleared; median of 3, CPU s)\n"
@@ -378,30 +384,16 @@ def bench_accountant(fine: bool) -> None:
     rows = []
     for rounds in (1_000, 10_000):
         ev = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.01, dpa.GaussianDpEvent(1.0)), rounds)
-        ref_pld, t_ref_pld = _best(
-            lambda ev=ev: (
-                pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-4)
-                .compose(ev)
-                .get_epsilon(1e-5)
-            )
-        )
+        ref_pld, t_ref_pld = _best(lambda r=rounds: _dpa_pld(1.0, 0.01, r))
         ref_rdp, t_ref_rdp = _best(
             lambda ev=ev: rdp_privacy_accountant.RdpAccountant().compose(ev).get_epsilon(1e-5)
         )
         pld, t_pld = _best(lambda r=rounds: epsilon_for(1.0, 0.01, r, 1e-5))
-        quick, t_quick = _best(lambda r=rounds: quick_epsilon(1.0, 0.01, r, 1e-5))
         rdp, t_rdp = _best(lambda r=rounds: epsilon_for(1.0, 0.01, r, 1e-5, method="rdp"))
         rows += [
             [
                 rounds,
-                "privagg quick_epsilon",
-                f"{quick:.5f}",
-                f"{100 * (quick / ref_pld - 1):+.3f}%",
-                f"{t_quick:.3f}",
-            ],
-            [
-                rounds,
-                "privagg PLD (1e-4 grid)",
+                "privagg epsilon_for (pld) = quick_epsilon",
                 f"{pld:.5f}",
                 f"{100 * (pld / ref_pld - 1):+.3f}%",
                 f"{t_pld:.3f}",
@@ -417,6 +409,7 @@ def bench_accountant(fine: bool) -> None:
             ],
         ]
     _table(["rounds", "method", "epsilon", "vs dp_accounting PLD", "CPU s"], rows)
+    bench_ledger()
 
     print("## Edge queries (one cold call each; every one answers or refuses with a typed error)\n")
     edge = [
@@ -427,53 +420,74 @@ def bench_accountant(fine: bool) -> None:
         ("epsilon_for(z=1, q=0.01, T=10^6)", lambda: epsilon_for(1.0, 0.01, 10**6, 1e-5)),
         ("epsilon_for(z=1, q=0.01, T=10^9)", lambda: epsilon_for(1.0, 0.01, 10**9, 1e-5)),
         ("epsilon_for(z=1, q=0.01, T=10^9, rdp)", lambda: epsilon_for(1.0, 0.01, 10**9, 1e-5, method="rdp")),
-        ("quick_epsilon(z=0.3, q=0.1, T=100)", lambda: quick_epsilon(0.3, 0.1, 100, 1e-5)),
         ("calibrate_noise(eps=3, q=0.01, T=1000)", lambda: calibrate_noise(3.0, 1e-5, 0.01, 1000)),
         ("calibrate_noise(eps=1000, q=0.01, T=10)", lambda: calibrate_noise(1000.0, 1e-5, 0.01, 10)),
         ("calibrate_noise(eps=1000, q=0.01, T=100)", lambda: calibrate_noise(1000.0, 1e-5, 0.01, 100)),
+        ("calibrate_noise(eps=3, q=0.001, T=100)", lambda: calibrate_noise(3.0, 1e-5, 0.001, 100)),
+        ("calibrate_noise(eps=0.5, q=0.001, T=10^4)", lambda: calibrate_noise(0.5, 1e-5, 0.001, 10_000)),
+        ("calibrate_noise(eps=1000, q=0.1, T=1000)", lambda: calibrate_noise(1000.0, 1e-5, 0.1, 1000)),
     ]
     _table(
         ["query", "result", "CPU s", "wall s"],
         [[name, *(lambda r: [r[0], f"{r[1]:.2f}", f"{r[2]:.2f}"])(_timed(fn))] for name, fn in edge],
     )
 
-    _clear_caches()
-    acc = PrivacyAccountant(max_epsilon=100.0, delta=1e-5)
-    ev1 = poisson_round(1.0, 0.01)
-    t0 = time.perf_counter()
-    for r in range(200):
-        acc.can_spend(ev1)
-        acc.commit(ev1, round_id=r)
-        acc.epsilon()
-    per_round = (time.perf_counter() - t0) / 200  # wall: the loop as a run sees it
-    print(f"Round loop (can_spend + commit + epsilon, 200 rounds): {1000 * per_round:.1f} ms/round\n")
-
     if fine:
         print("## PLD grid accuracy (vs dp_accounting at a 1e-5 grid)\n")
         rows = []
         for z, q, n in ((1.0, 0.01, 1000), (0.8, 0.05, 200), (2.0, 0.001, 10_000)):
-            ev = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(z)), n)
-            fine_eps = (
-                pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-5)
-                .compose(ev)
-                .get_epsilon(1e-5)
-            )
+            fine_eps = _dpa_pld(z, q, n, 1e-5)
+            old = _dpa_pld(z, q, n, 1e-4)
             ours = epsilon_for(z, q, n, 1e-5)
-            quick = quick_epsilon(z, q, n, 1e-5)
             rows.append(
                 [
                     z,
                     q,
                     n,
+                    f"{old:.5f} ({100 * (old / fine_eps - 1):+.3f}%)",
                     f"{ours:.5f} ({100 * (ours / fine_eps - 1):+.3f}%)",
-                    f"{quick:.5f} ({100 * (quick / fine_eps - 1):+.3f}%)",
                     f"{fine_eps:.5f}",
                 ]
             )
         _table(
-            ["z", "q", "rounds", "privagg PLD (1e-4 grid)", "quick_epsilon", "dp_accounting (1e-5 grid)"],
+            [
+                "z",
+                "q",
+                "rounds",
+                "1e-4 grid (the ledgers before)",
+                "privagg now (quick bound)",
+                "dp_accounting (1e-5 grid)",
+            ],
             rows,
         )
+
+
+def bench_ledger() -> None:
+    """What a run's ledger costs per round: a PrivacyAccountant of 300 Poisson rounds (z=1, q=0.01), its
+    epsilon() and projected_epsilon(next round) (what fl_core asks every round), cold; the same two
+    numbers from dp_accounting's PLDAccountant on the 1e-4 grid (what the ledger computed before); and a
+    200-round loop of can_spend + commit + epsilon, warm (wall, as a run sees it)."""
+    print("## Ledger cost per round (z=1, q=0.01, delta=1e-5; CPU s, median of 3, caches cleared)\n")
+    ev1 = poisson_round(1.0, 0.01)
+    acc = PrivacyAccountant(delta=1e-5)
+    for r in range(300):
+        acc.commit(ev1, round_id=r)
+    ours, t_ours = _best(lambda: (acc.epsilon(), acc.projected_epsilon(ev1))[1])
+    ref, t_ref = _best(lambda: (_dpa_pld(1.0, 0.01, 300), _dpa_pld(1.0, 0.01, 301))[1])
+    rows = [
+        ["privagg ledger: epsilon() + projected_epsilon()", f"{ours:.5f}", f"{t_ours:.3f}"],
+        ["dp_accounting PLD (1e-4 grid), both", f"{ref:.5f}", f"{t_ref:.3f}"],
+    ]
+    _table(["300-round ledger, cold", "projected epsilon", "CPU s"], rows)
+    _clear_caches()
+    loop = PrivacyAccountant(max_epsilon=100.0, delta=1e-5)
+    t0 = time.perf_counter()
+    for r in range(200):
+        loop.can_spend(ev1)
+        loop.commit(ev1, round_id=r)
+        loop.epsilon()
+    per_round = (time.perf_counter() - t0) / 200  # wall: the loop as a run sees it
+    print(f"Round loop (can_spend + commit + epsilon, 200 rounds): {1000 * per_round:.1f} ms/round\n")
 
 
 def main() -> None:

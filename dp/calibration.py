@@ -1,13 +1,15 @@
 """Noise multiplier for a target (epsilon, delta, rounds, sampling rate), rounded toward more privacy.
 
 method="rdp" bisects with dp_accounting.mechanism_calibration (which returns a parameter whose epsilon
-gap is non-positive). For PLD, a few geometric RDP steps and regula falsi to 3% give a feasible upper end
-(RDP is never below PLD), and regula falsi on log epsilon vs log z searches below it with the pessimistic
-PLD on the rung of `quick_epsilon`'s ladder that it settles on there (the same number of points of each
-z's own privacy-loss range, so small z costs no more than large z). The result is rounded up to 4
-significant digits and checked with the reported number (`epsilon_for`, quick_epsilon's certified bound),
-stepping up by the local slope if needed, so the returned z never overshoots what privacy.json reports,
-and so never the true epsilon either. Every query answers in under 2 s on the 2-core machine (docs/dp.md).
+gap is non-positive). For PLD, a few geometric steps and regula falsi to 3% on the pessimistic PLD on
+`quick_epsilon`'s first grid (2,000 points of the loss range: an upper bound at ~0.03 s, where RDP took
+0.1 s at small z) give a feasible upper end, and regula falsi on log epsilon vs log z searches below it
+with the pessimistic PLD on the rung of `quick_epsilon`'s ladder that it settles on there (the same
+number of points of each z's own privacy-loss range, so small z costs no more than large z). The result
+is rounded up to 4 significant digits and checked with the reported number (`epsilon_for`,
+quick_epsilon's certified bound), stepping up by the local slope if needed, so the returned z never
+overshoots what privacy.json reports, and so never the true epsilon either. Every query answers in
+under 2 s on the 2-core machine (docs/dp.md).
 """
 
 from __future__ import annotations
@@ -89,14 +91,29 @@ def calibrate_noise(
                 mc.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, zmax),
                 tol=1e-4,
             )
-        else:  # RDP only supplies a feasible upper end (RDP >= PLD): a few geometric steps, not a bisection
-            z_rdp = min(max(1.0, MIN_NOISE_MULTIPLIER), zmax)
-            while rdp_eps(z_rdp) > eps:
-                z_rdp = min(2.0 * z_rdp, zmax)
-            while z_rdp / 2 > MIN_NOISE_MULTIPLIER and rdp_eps(z_rdp / 2) <= eps:
-                z_rdp /= 2  # RDP at small z is the costly end (0.1 s an order set): halve, do not creep
-            z_rdp = _refine_rdp(rdp_eps, eps, z_rdp)
-            z, slope = _pld_search(eps, d, q, n, z_rdp)
+        else:  # a feasible upper end within 3%, by an upper bound that is cheap at every z
+            if q == 1.0:
+
+                def bound(z: float) -> float:
+                    return epsilon_for(z, q, n, d)  # the closed form: exact and instant
+
+            else:
+
+                def bound(z: float) -> float:  # PLD on the ladder's first grid: an upper bound, ~0.03 s
+                    return pld_epsilon_on(z, q, n, d, quick_rung(z, q, n, 0))
+
+            z_hi = min(1.0, zmax)
+            while bound(z_hi) > eps:
+                if z_hi == zmax:  # RDP meets the target at zmax, the coarse PLD does not
+                    raise CalibrationError(
+                        f"target epsilon={eps} at delta={d} is met only at the largest noise multiplier "
+                        f"allowed (max_noise_multiplier={zmax}) for {n} rounds at sampling rate {q}: "
+                        "raise epsilon or max_noise_multiplier, or lower the rounds or the sampling rate"
+                    )
+                z_hi = min(2.0 * z_hi, zmax)
+            while z_hi / 2 > MIN_NOISE_MULTIPLIER and bound(z_hi / 2) <= eps:
+                z_hi /= 2
+            z, slope = _pld_search(eps, d, q, n, *_bracket(bound, eps, z_hi))
     except (mc.NoBracketIntervalFoundError, ValueError) as err:
         raise CalibrationError(
             f"calibration for epsilon={eps}, delta={d}, q={q}, rounds={n} failed: {err}"
@@ -112,33 +129,38 @@ def calibrate_noise(
     raise CalibrationError(f"calibrated z={z} still exceeds epsilon={eps} on the reporting grid")
 
 
-def _refine_rdp(rdp_eps: Callable[[float], float], eps: float, z_rdp: float) -> float:
-    """A feasible z within 3% of RDP's smallest (RDP >= PLD, so feasible for PLD too), from z_rdp feasible
-    and z_rdp / 2 infeasible (or below MIN_NOISE_MULTIPLIER): a few regula falsi steps on log epsilon vs
-    log z (each ~0.04 s). The PLD search starts here, and sizes its grid from here."""
-    lo = max(z_rdp / 2, MIN_NOISE_MULTIPLIER)
-    if lo >= z_rdp:
-        return z_rdp
-    f_lo, f_hi = math.log(rdp_eps(lo) / eps), math.log(rdp_eps(z_rdp) / eps)
+def _bracket(bound: Callable[[float], float], eps: float, z_hi: float) -> tuple[float, float]:
+    """A z within 3% above the smallest that `bound` (an upper bound on epsilon) accepts, and the slope
+    |d log epsilon / d log z| there, from z_hi
+    feasible and z_hi / 2 infeasible (or below MIN_NOISE_MULTIPLIER): a few regula falsi steps on log
+    epsilon vs log z. The PLD search starts here and sizes its grid from here (RDP took 0.1 s an
+    evaluation at small z, and its answer was 10-30% above PLD's)."""
+    lo = max(z_hi / 2, MIN_NOISE_MULTIPLIER)
+    if lo >= z_hi:
+        return z_hi, 1.0
+    f_lo, f_hi = math.log(bound(lo) / eps), math.log(bound(z_hi) / eps)
     if f_lo <= 0:
-        return lo
-    x_lo, x_hi = math.log(lo), math.log(z_rdp)
+        return lo, 1.0
+    x_lo, x_hi = math.log(lo), math.log(z_hi)
     for _ in range(6):
         if x_hi - x_lo <= 0.03:
             break
         x = x_hi - f_hi * (x_hi - x_lo) / (f_hi - f_lo)
         x = min(max(x, x_lo + 0.1 * (x_hi - x_lo)), x_hi - 0.1 * (x_hi - x_lo))
-        f = math.log(rdp_eps(math.exp(x)) / eps)
+        f = math.log(bound(math.exp(x)) / eps)
         if f <= 0:
             x_hi, f_hi = x, f
         else:
             x_lo, f_lo = x, f
-    return math.exp(x_hi)
+    return math.exp(x_hi), (f_lo - f_hi) / (x_hi - x_lo)
 
 
-def _pld_search(eps: float, d: float, q: float, n: int, z_rdp: float) -> tuple[float, float]:
-    """The smallest z (to 1e-4 relative) whose PLD epsilon, pessimistic and so an upper bound, is <= eps,
-    below z_rdp (feasible: RDP >= PLD); returns a feasible z and the slope |d log epsilon / d log z|.
+def _pld_search(
+    eps: float, d: float, q: float, n: int, z_rdp: float, slope: float = 1.0
+) -> tuple[float, float]:
+    """The smallest z (to 1e-4 relative, rounded up to 4 significant digits) whose PLD epsilon, pessimistic
+    and so an upper bound, is <= eps, below z_rdp (feasible for a coarser PLD, or RDP); returns that z and
+    the slope |d log epsilon / d log z|.
 
     Every evaluation is on one rung of quick_epsilon's ladder: the one it settles on at z_rdp, i.e. the
     same number of points of each z's own privacy-loss range (a fixed grid asked small z for 60,000
@@ -160,11 +182,13 @@ def _pld_search(eps: float, d: float, q: float, n: int, z_rdp: float) -> tuple[f
             return pld_epsilon_on(z, q, n, d, quick_rung(z, q, n, rung))
 
     hi, e_hi = z_rdp, pld(z_rdp)
-    if e_hi > eps:  # the quick grid's bound sits above the target at RDP's answer: keep RDP's
+    if e_hi > eps:  # the finer rung's bound sits above the target at the coarse answer: keep that
         return hi, 1.0
     lo = hi
-    for _ in range(60):  # step down until infeasible, each step sized by epsilon ~ 1/z
-        lo = max(hi * min(max(e_hi / eps, 0.5), 0.999), MIN_NOISE_MULTIPLIER)
+    step = 1.0 / max(slope, 0.5)  # first step down sized by the coarse bound's slope, then by epsilon ~ 1/z
+    for _ in range(60):  # step down until infeasible
+        lo = max(hi * min(max((e_hi / eps) ** step * 0.999, 0.5), 0.999), MIN_NOISE_MULTIPLIER)
+        step = 1.0
         e_lo = pld(lo)
         if e_lo > eps:
             break
@@ -180,7 +204,7 @@ def _pld_search(eps: float, d: float, q: float, n: int, z_rdp: float) -> tuple[f
     slope = (math.log(e_lo) - math.log(e_hi)) / (x_hi - x_lo)
     side = 0
     for _ in range(40):
-        if x_hi - x_lo <= 1e-4 or f_hi > -2e-5:
+        if x_hi - x_lo <= 1e-4 or f_hi > -2e-4:  # z to 1e-4, or epsilon within 0.02% of the target
             break
         x = x_hi - f_hi * (x_hi - x_lo) / (f_hi - f_lo)
         if not x_lo < x < x_hi:
@@ -196,7 +220,9 @@ def _pld_search(eps: float, d: float, q: float, n: int, z_rdp: float) -> tuple[f
             if side == 1:
                 f_hi /= 2
             side = 1
-    return math.exp(x_hi), abs(slope)
+    z = _ceil_sig(math.exp(x_hi))
+    pld(z)  # the answer as returned, on the rung: the final check's ladder finds this rung cached
+    return z, abs(slope)
 
 
 def dp_sgd_steps(dataset_size: int, batch_size: int, epochs: int) -> int:
