@@ -187,7 +187,7 @@ def _pld_search(
     lo = hi
     step = 1.0 / max(slope, 0.5)  # first step down sized by the coarse bound's slope, then by epsilon ~ 1/z
     for _ in range(60):  # step down until infeasible
-        lo = max(hi * min(max((e_hi / eps) ** step * 0.999, 0.5), 0.999), MIN_NOISE_MULTIPLIER)
+        lo = max(_ceil_sig(hi * min(max((e_hi / eps) ** step * 0.999, 0.5), 0.999)), MIN_NOISE_MULTIPLIER)
         step = 1.0
         e_lo = pld(lo)
         if e_lo > eps:
@@ -209,7 +209,11 @@ def _pld_search(
         x = x_hi - f_hi * (x_hi - x_lo) / (f_hi - f_lo)
         if not x_lo < x < x_hi:
             x = 0.5 * (x_lo + x_hi)
-        f = math.log(pld(math.exp(x)) / eps)
+        z = _ceil_sig(math.exp(x))  # evaluate only values the caller can return (4 digits, rounded up)
+        if z >= math.exp(x_hi) * (1 - 1e-12):
+            break  # the feasible end is the smallest 4-digit value above the infeasible one
+        x = math.log(z)
+        f = math.log(pld(z) / eps)
         if f <= 0:
             x_hi, f_hi = x, f
             if side == -1:
@@ -221,7 +225,7 @@ def _pld_search(
                 f_hi /= 2
             side = 1
     z = _ceil_sig(math.exp(x_hi))
-    pld(z)  # the answer as returned, on the rung: the final check's ladder finds this rung cached
+    pld(z)  # evaluated already unless the search ended on an unrounded end: the final check finds it cached
     return z, abs(slope)
 
 
