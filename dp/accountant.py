@@ -787,7 +787,7 @@ QUICK_TOLERANCE = 0.005
 _QUICK_START_POINTS = 2_000
 
 
-@functools.lru_cache(maxsize=64)  # one per (z, q, grid): a ledger's ladder reuses its few grids every round
+@functools.lru_cache(maxsize=256)  # one per (z, q, grid): a ledger's ladder reuses its few grids every round
 def _quick_base(z: float, q: float, grid: float) -> _PLD.PrivacyLossDistribution:
     """Pessimistic PLD of one Poisson-sampled Gaussian on `grid` (add/remove): built once per grid, so a
     growing ledger pays only its self-composition each round (the base was ~60% of a cold query)."""
@@ -816,7 +816,8 @@ def _pld_epsilon_parts(parts: Parts, delta: float, grid: float) -> float:
 def pld_epsilon_on(z: float, q: float, rounds: int, delta: float, grid: float) -> float:
     """epsilon of `rounds` Poisson-sampled Gaussian rounds by dp_accounting's pessimistic PLD on `grid`
     exactly as given (an upper bound at any grid; quick_epsilon and calibration choose the grid)."""
-    return _pld_epsilon_parts(((z, q, rounds),), delta, grid)
+    with _bounded("pld"):
+        return _pld_epsilon_parts(((z, q, rounds),), delta, grid)
 
 
 def _quick_parts(groups: tuple[tuple[str, int], ...], relation: Neighbouring) -> Parts | None:

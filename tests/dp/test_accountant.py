@@ -318,6 +318,14 @@ def test_a_pld_that_does_not_fit_in_memory_is_a_typed_refusal(monkeypatch: pytes
         raise MemoryError("Unable to allocate 33 TiB")
 
     acc_mod.clear_caches()
-    monkeypatch.setattr(acc_mod, "_cached_accountant", too_big)
+    monkeypatch.setattr(acc_mod, "_cached_accountant", too_big)  # the fixed-grid path (mixed ledgers)
+    acc = PrivacyAccountant(delta=1e-5)
+    acc.commit(E.poisson_round(0.5, 0.1), count=100)
+    acc.commit(E.gaussian(3.0))
     with pytest.raises(InvalidPrivacyParameterError, match="method='rdp'"):
-        epsilon_for(0.5, 0.1, 10**8, 1e-5)
+        acc.epsilon()
+    monkeypatch.setattr(acc_mod, "_pld_epsilon_parts", too_big)  # the quick bound (Poisson ledgers)
+    with pytest.raises(InvalidPrivacyParameterError, match="method='rdp'"):
+        epsilon_for(0.5, 0.1, 100, 1e-5)
+    with pytest.raises(InvalidPrivacyParameterError, match="method='rdp'"):
+        PrivacyAccountant(delta=1e-5).projected_epsilon(E.poisson_round(0.5, 0.1), count=100)
